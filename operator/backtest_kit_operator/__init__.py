@@ -1,0 +1,1 @@
+"""Kubernetes operator (kopf) for LiveTrader and Walker resources."""
