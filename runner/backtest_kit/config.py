@@ -1,0 +1,105 @@
+"""Global engine configuration: the reference's ``CC_*`` defaults as one frozen, validated value.
+
+``set_config`` merges a partial update and validates the result as a whole; on error the
+previous configuration stays in force, so a typo never leaves the engine half-configured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigurationError
+
+
+class EngineConfig(BaseModel):
+    """Every default of ENGINE.md section 1 that the engine uses (snake_case of ``CC_*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schedule_await_minutes: int = Field(120, gt=0)
+    avg_price_candles_count: int = Field(5, gt=0, le=1000)
+    percent_slippage: float = Field(0.1, ge=0, lt=100)
+    percent_fee: float = Field(0.1, ge=0, lt=100)
+    min_takeprofit_distance_percent: float = Field(0.5, ge=0)
+    min_stoploss_distance_percent: float = Field(0.5, ge=0)
+    max_stoploss_distance_percent: float = Field(20.0, gt=0, le=100)
+    max_signal_lifetime_minutes: float = Field(1440, gt=0)
+    max_signal_generation_seconds: float = Field(180, gt=0)
+    get_candles_retry_count: int = Field(3, ge=1)
+    get_candles_retry_delay_ms: int = Field(5000, ge=0)
+    max_candles_per_request: int = Field(1000, gt=0)
+    get_candles_price_anomaly_threshold_factor: float = Field(1000, gt=1)
+    get_candles_min_candles_for_median: int = Field(5, gt=0)
+    report_show_signal_note: bool = False
+    max_backtest_markdown_rows: int = Field(250, gt=0)
+    max_live_markdown_rows: int = Field(250, gt=0)
+    walker_markdown_top_n: int = Field(10, gt=0)
+    enable_long_signal: bool = True
+    enable_short_signal: bool = True
+    position_entry_cost: float = Field(100, gt=0)
+    signal_leverage_multiplier: float = Field(1, gt=0)
+    signal_isolated_margin: bool = True
+    # Ours (ENGINE.md "deliberately differ" 3 and 7).
+    live_settle_delay_ms: int = Field(1000, ge=0, le=59_000)
+    state_dir: str = "./dump/state"
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineConfig:
+        if self.min_stoploss_distance_percent >= self.max_stoploss_distance_percent:
+            raise ValueError("min_stoploss_distance_percent must be below max_stoploss_distance_percent")
+        life = self.max_signal_lifetime_minutes
+        if not math.isinf(life) and life != int(life):
+            raise ValueError("max_signal_lifetime_minutes must be an integer or infinity")
+        return self
+
+
+_REFERENCE_PREFIX = "CC_"
+_config = EngineConfig()
+
+
+def _normalise_key(key: str) -> str:
+    if key.startswith(_REFERENCE_PREFIX):
+        key = key[len(_REFERENCE_PREFIX) :]
+    return key.lower()
+
+
+def get_config() -> EngineConfig:
+    """The configuration in force."""
+    return _config
+
+
+def get_default_config() -> EngineConfig:
+    return EngineConfig()
+
+
+def set_config(partial: dict[str, Any] | None = None, /, **changes: Any) -> EngineConfig:
+    """Merge ``changes`` (snake_case, or the reference's ``CC_*`` names) and validate the whole.
+
+    >>> set_config(percent_fee=0.2)  # doctest: +SKIP
+    >>> set_config({"CC_PERCENT_SLIPPAGE": 0})  # doctest: +SKIP
+    """
+    global _config
+    merged = dict(partial or {})
+    merged.update(changes)
+    updates = {_normalise_key(k): v for k, v in merged.items()}
+    unknown = sorted(set(updates) - set(EngineConfig.model_fields))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown config keys: {', '.join(unknown)}; known: {', '.join(EngineConfig.model_fields)}"
+        )
+    try:
+        candidate = EngineConfig.model_validate({**_config.model_dump(), **updates})
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid config: {exc}") from exc
+    _config = candidate
+    return _config
+
+
+def reset_config() -> EngineConfig:
+    """Back to the defaults (tests, and a fresh run in the same process)."""
+    global _config
+    _config = EngineConfig()
+    return _config

@@ -1,0 +1,447 @@
+"""The signal lifecycle every mode drives: ask for a signal, open or schedule it, watch it, close it.
+
+Backtest and live share everything here: throttling, the whipsaw guard, validation, risk,
+row building, peak/drawdown tracking, PnL and result building. They differ only in how the
+watching is driven: backtest resolves an open signal over its candles in one vectorised pass
+(``resolve_pending`` / ``resolve_scheduled``), live advances it one tick at a time
+(``step_pending`` / ``step_scheduled``). Item numbers refer to ENGINE.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import context as ctxmod
+from .candles import MINUTE_MS, Candle, from_ms
+from .config import EngineConfig
+from .errors import BacktestKitError, SignalValidationError
+from .events import RiskEvent, error_subject, risk_subject
+from .market import ExchangeClient, MinuteFeed
+from .pnl import Pnl, close_pnl, pnl_percentage
+from .registry import StrategySchema, registry
+from .risks import RiskBook, risk_book
+from .signals import (
+    CancelledResult,
+    CancelReason,
+    ClosedResult,
+    CloseReason,
+    OpenedResult,
+    ScheduledResult,
+    SignalDto,
+    SignalRow,
+    validate_signal,
+)
+
+log = logging.getLogger("backtest_kit")
+
+
+class SignalGenerationError(BacktestKitError):
+    """``get_signal`` raised, timed out or returned something that is not a signal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where a watched signal ended: candle index/time, reason and price."""
+
+    timestamp: int
+    reason: str
+    price: float
+
+
+class StrategyInstance:
+    """One ``symbol:strategy`` on one exchange: its signal, throttle bucket and whipsaw guard."""
+
+    def __init__(
+        self,
+        strategy: StrategySchema,
+        client: ExchangeClient,
+        symbol: str,
+        *,
+        backtest: bool,
+        config: EngineConfig,
+        frame_name: str = "",
+        risks: RiskBook = risk_book,
+    ) -> None:
+        self.strategy = strategy
+        self.client = client
+        self.symbol = symbol
+        self.backtest = backtest
+        self.config = config
+        self.frame_name = frame_name
+        self.risks = risks
+        self.pending: SignalRow | None = None
+        self.scheduled: SignalRow | None = None
+        self.last_bucket: int | None = None
+        self.last_pending_id: str | None = None
+        self.interval_ms = strategy.interval_ms
+        self.risk_key = f"{strategy.name}_{client.name}_{symbol}"
+        self._risk_schema = registry.risks.get(strategy.risk) if strategy.risk else None
+
+    # ------------------------------------------------------------------ callbacks
+    async def callback(self, name: str, *args: Any) -> None:
+        fn = self.strategy.callbacks.get(name)
+        if fn is None:
+            return
+        try:
+            out = fn(*args)
+            if asyncio.iscoroutine(out):
+                await out
+        except Exception as exc:
+            log.warning("strategy %s callback %s raised %r", self.strategy.name, name, exc)
+            await error_subject.emit(exc)
+
+    # ------------------------------------------------------------------ asking for a signal
+    def throttled(self, when_ms: int) -> bool:
+        return when_ms // self.interval_ms * self.interval_ms == self.last_bucket
+
+    def next_bucket(self, when_ms: int) -> int:
+        return (when_ms // self.interval_ms + 1) * self.interval_ms
+
+    async def request_signal(
+        self, when_ms: int, price: float, feed: MinuteFeed | None = None
+    ) -> SignalRow | None:
+        """Items 15-18 and 20: call ``get_signal`` once per bucket; a new row, or ``None``."""
+        self.last_bucket = when_ms // self.interval_ms * self.interval_ms
+        token = ctxmod.current.set(
+            ctxmod.ExecutionContext(self.symbol, when_ms, self.backtest, self.client, feed)
+        )
+        try:
+            try:
+                async with asyncio.timeout(self.config.max_signal_generation_seconds):
+                    raw = await self.strategy.get_signal(self.symbol, from_ms(when_ms), price)
+            except TimeoutError as exc:
+                raise SignalGenerationError(
+                    f"strategy {self.strategy.name!r} get_signal took longer than "
+                    f"{self.config.max_signal_generation_seconds} s"
+                ) from exc
+            if raw is None:
+                return None
+            dto = raw if isinstance(raw, SignalDto) else _to_dto(raw, self.strategy.name)
+            if dto.symbol is not None and dto.symbol != self.symbol:
+                raise SignalGenerationError(
+                    f"Symbol mismatch: signal for {dto.symbol!r} returned while running {self.symbol!r}"
+                )
+            validate_signal(dto, symbol=self.symbol, current_price=price, config=self.config)
+        except (SignalValidationError, SignalGenerationError) as exc:
+            await error_subject.emit(exc)
+            return None
+        except Exception as exc:
+            err = SignalGenerationError(f"strategy {self.strategy.name!r} get_signal raised: {exc!r}")
+            err.__cause__ = exc
+            await error_subject.emit(err)
+            return None
+        finally:
+            ctxmod.current.reset(token)
+        if dto.id is not None and dto.id == self.last_pending_id:
+            return None  # whipsaw guard: the same signal again
+        row = self._build_row(dto, when_ms, price)
+        if not row.is_scheduled and not await self._risk_allows(row, when_ms, price):
+            self.last_bucket = None  # a risk rejection rolls the throttle back (item 18)
+            return None
+        if row.is_scheduled and self._risk_schema is not None:
+            if not await self._risk_allows(row, when_ms, price, reserve=False):
+                self.last_bucket = None
+                return None
+        return row
+
+    def _build_row(self, dto: SignalDto, when_ms: int, price: float) -> SignalRow:
+        cfg = self.config
+        life = dto.minute_estimated_time
+        long = dto.position == "long"
+        if dto.price_open is None:
+            raw_open, pending_at, scheduled = price, when_ms, False
+        elif (long and price <= dto.price_open) or (not long and price >= dto.price_open):
+            raw_open, pending_at, scheduled = dto.price_open, when_ms, False
+        else:
+            raw_open, pending_at, scheduled = dto.price_open, 0, True
+        row = SignalRow.model_construct(
+            id=dto.id or str(uuid.uuid4()),
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.client.name,
+            position=dto.position,
+            price_open=raw_open,
+            price_take_profit=dto.price_take_profit,
+            price_stop_loss=dto.price_stop_loss,
+            minute_estimated_time=cfg.max_signal_lifetime_minutes if life is None else life,
+            scheduled_at=when_ms,
+            pending_at=pending_at,
+            note=dto.note or self.strategy.note,
+            cost=dto.cost or cfg.position_entry_cost,
+            multiplier=dto.multiplier if dto.multiplier is not None else cfg.signal_leverage_multiplier,
+            isolated=dto.isolated if dto.isolated is not None else cfg.signal_isolated_margin,
+            is_scheduled=scheduled,
+            peak_price=0.0,
+            peak_pnl=0.0,
+            fall_price=0.0,
+            fall_pnl=0.0,
+        )
+        return row if scheduled else self.start_tracking(row, pending_at)
+
+    def start_tracking(self, row: SignalRow, pending_at: int) -> SignalRow:
+        """Item 6b.1: peak at the entry with 0, fall at the entry with the cost of entering."""
+        po = row.price_open
+        return row.model_copy(
+            update={
+                "pending_at": pending_at,
+                "peak_price": po,
+                "peak_pnl": 0.0,
+                "fall_price": po,
+                "fall_pnl": self.pnl_at(row, po),
+            }
+        )
+
+    async def _risk_allows(
+        self, row: SignalRow, when_ms: int, price: float, *, reserve: bool = True
+    ) -> bool:
+        schema = self._risk_schema
+        if schema is None:
+            return True
+        signal = row.to_json()
+        payload = {
+            "symbol": self.symbol,
+            "currentSignal": signal,
+            "strategyName": self.strategy.name,
+            "exchangeName": self.client.name,
+            "frameName": self.frame_name,
+            "currentPrice": price,
+            "timestamp": when_ms,
+        }
+        note = await self.risks.check(schema, payload)
+        if note is None:
+            if reserve:
+                self.risks.reserve(schema.name, self.risk_key, signal)
+            return True
+        await risk_subject.emit(
+            RiskEvent(
+                self.symbol,
+                self.strategy.name,
+                self.client.name,
+                schema.name,
+                note,
+                price,
+                when_ms,
+                signal,
+                len(self.risks.active(schema.name)),
+                self.backtest,
+            )
+        )
+        return False
+
+    def release_risk(self) -> None:
+        if self._risk_schema is not None:
+            self.risks.release(self._risk_schema.name, self.risk_key)
+
+    # ------------------------------------------------------------------ prices and results
+    def pnl_at(self, row: SignalRow, price: float) -> float:
+        cfg = self.config
+        return pnl_percentage(
+            row.is_long,
+            row.open_eff,
+            price,
+            slippage_percent=cfg.percent_slippage,
+            fee_percent=cfg.percent_fee,
+            multiplier=row.multiplier,
+        )
+
+    def _pnl(self, row: SignalRow, price: float) -> Pnl:
+        cfg = self.config
+        return close_pnl(
+            row.is_long,
+            row.open_eff,
+            price,
+            row.cost,
+            slippage_percent=cfg.percent_slippage,
+            fee_percent=cfg.percent_fee,
+            multiplier=row.multiplier,
+        )
+
+    def _meta(self, when_ms: int, price: float) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "strategy_name": self.strategy.name,
+            "exchange_name": self.client.name,
+            "frame_name": self.frame_name,
+            "current_price": price,
+            "backtest": self.backtest,
+            "when": when_ms,
+        }
+
+    def scheduled_result(self, row: SignalRow, when_ms: int, price: float) -> ScheduledResult:
+        return ScheduledResult.model_construct(signal=row, action="scheduled", **self._meta(when_ms, price))
+
+    def opened_result(self, row: SignalRow, when_ms: int, price: float) -> OpenedResult:
+        return OpenedResult.model_construct(signal=row, action="opened", **self._meta(when_ms, price))
+
+    def closed_result(self, row: SignalRow, outcome: Outcome) -> ClosedResult:
+        """Item 6b.4 then item 27: record the close point, then the PnL at the exact price."""
+        pc = self.pnl_at(row, outcome.price)
+        update: dict[str, float] = {}
+        if pc < row.fall_pnl:
+            update["fall_pnl"] = pc
+        if pc > 0 and pc > row.peak_pnl:
+            update["peak_pnl"] = pc
+        if update:
+            row = row.model_copy(update=update)
+        reason: CloseReason = outcome.reason  # type: ignore[assignment]
+        return ClosedResult.model_construct(
+            signal=row,
+            action="closed",
+            close_reason=reason,
+            close_timestamp=outcome.timestamp,
+            pnl=self._pnl(row, outcome.price),
+            **self._meta(outcome.timestamp, outcome.price),
+        )
+
+    def cancelled_result(self, row: SignalRow, outcome: Outcome) -> CancelledResult:
+        reason: CancelReason = outcome.reason  # type: ignore[assignment]
+        return CancelledResult.model_construct(
+            signal=row,
+            action="cancelled",
+            cancel_reason=reason,
+            close_timestamp=outcome.timestamp,
+            **self._meta(outcome.timestamp, outcome.price),
+        )
+
+    def track(self, row: SignalRow, vwaps: np.ndarray | list[float]) -> SignalRow:
+        """Item 6b.3 over the VWAPs of candles (or ticks) that did not close the signal."""
+        if len(vwaps) == 0:
+            return row
+        po_eff = row.open_eff
+        update: dict[str, float] = {}
+        if row.is_long:
+            hi = float(np.max(vwaps))
+            if hi - po_eff > 0 and hi > row.peak_price:
+                p = self.pnl_at(row, hi)
+                if p > 0:
+                    update["peak_price"], update["peak_pnl"] = hi, p
+            lo = float(np.min(vwaps))
+            if lo - po_eff < 0 and lo < row.fall_price:
+                update["fall_price"], update["fall_pnl"] = lo, self.pnl_at(row, lo)
+        else:
+            lo = float(np.min(vwaps))
+            if po_eff - lo > 0 and lo < row.peak_price:
+                p = self.pnl_at(row, lo)
+                if p > 0:
+                    update["peak_price"], update["peak_pnl"] = lo, p
+            hi = float(np.max(vwaps))
+            if po_eff - hi < 0 and hi > row.fall_price:
+                update["fall_price"], update["fall_pnl"] = hi, self.pnl_at(row, hi)
+        return row.model_copy(update=update) if update else row
+
+    # ------------------------------------------------------------------ backtest: vectorised
+    async def resolve_pending(
+        self, feed: MinuteFeed, row: SignalRow, frame_end_ms: int, *, activated: bool
+    ) -> tuple[SignalRow, Outcome]:
+        """Item 22 over the candles from ``pending_at`` (the next one after an activation)."""
+        p = feed.index(row.pending_at)
+        first = p + 1 if activated else p
+        end_idx = feed.index(frame_end_ms) + 1  # first candle with ts > frame end
+        life = row.minute_estimated_time
+        long = row.is_long
+        sl, tp = row.price_stop_loss, row.price_take_profit
+        chunk_start = first
+        while True:
+            if math.isinf(life):
+                forced = end_idx
+                chunk_stop = min(forced, chunk_start + 1000)
+            else:
+                forced = min(p + int(life), end_idx)
+                chunk_stop = forced
+            await feed.ensure(chunk_stop + 1)
+            vw = feed.vwap[chunk_start:chunk_stop]
+            if long:
+                sl_hit = feed.low[chunk_start:chunk_stop] <= sl
+                hit = sl_hit | (vw >= tp)
+            else:
+                sl_hit = feed.high[chunk_start:chunk_stop] >= sl
+                hit = sl_hit | (vw <= tp)
+            k = int(np.argmax(hit)) if hit.size else 0
+            if hit.size and hit[k]:
+                row = self.track(row, vw[:k])
+                idx = chunk_start + k
+                if sl_hit[k]:
+                    return row, Outcome(int(feed.ts[idx]), "stop_loss", sl)
+                return row, Outcome(int(feed.ts[idx]), "take_profit", tp)
+            row = self.track(row, vw)
+            if chunk_stop >= forced:
+                return row, Outcome(int(feed.ts[forced]), "time_expired", float(feed.vwap[forced]))
+            chunk_start = chunk_stop
+
+    async def resolve_scheduled(
+        self, feed: MinuteFeed, row: SignalRow, frame_end_ms: int
+    ) -> tuple[str, int, float]:
+        """Item 24: ``("activate", ts, price)`` or ``("timeout" | "price_reject", ts, vwap)``."""
+        s = feed.index(row.scheduled_at)
+        end_idx = feed.index(frame_end_ms) + 1
+        last = min(s + self.config.schedule_await_minutes, end_idx)
+        await feed.ensure(last + 1)
+        if row.is_long:
+            rej = feed.low[s:last] <= row.price_stop_loss
+            act = feed.low[s:last] <= row.price_open
+        else:
+            rej = feed.high[s:last] >= row.price_stop_loss
+            act = feed.high[s:last] >= row.price_open
+        hit = rej | act
+        if hit.size and hit.any():
+            k = int(np.argmax(hit))
+            idx = s + k
+            if rej[k]:
+                return "price_reject", int(feed.ts[idx]), float(feed.vwap[idx])
+            return "activate", int(feed.ts[idx]), row.price_open
+        return "timeout", int(feed.ts[last]), float(feed.vwap[last])
+
+    async def activate(self, row: SignalRow, when_ms: int) -> SignalRow | None:
+        """A scheduled signal reached its price: risk check at ``priceOpen``, then open."""
+        if not await self._risk_allows(row, when_ms, row.price_open):
+            return None
+        return self.start_tracking(row.model_copy(update={"is_scheduled": False}), when_ms)
+
+    # ------------------------------------------------------------------ live: one tick at a time
+    def step_pending(self, row: SignalRow, when_ms: int, vwap: float, last: Candle) -> Outcome | None:
+        """Item 23: SL on the last closed candle's wick, TP on VWAP, expiry at VWAP."""
+        if when_ms - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
+            return Outcome(when_ms, "time_expired", vwap)
+        if row.is_long:
+            if last.low <= row.price_stop_loss:
+                return Outcome(when_ms, "stop_loss", row.price_stop_loss)
+            if vwap >= row.price_take_profit:
+                return Outcome(when_ms, "take_profit", row.price_take_profit)
+        else:
+            if last.high >= row.price_stop_loss:
+                return Outcome(when_ms, "stop_loss", row.price_stop_loss)
+            if vwap <= row.price_take_profit:
+                return Outcome(when_ms, "take_profit", row.price_take_profit)
+        return None
+
+    def step_scheduled(self, row: SignalRow, when_ms: int, vwap: float) -> Outcome | None:
+        """Item 25: timeout after the wait, cancel/activate on VWAP (not wick)."""
+        if when_ms - row.scheduled_at >= self.config.schedule_await_minutes * MINUTE_MS:
+            return Outcome(when_ms, "timeout", vwap)
+        if row.is_long:
+            if vwap <= row.price_stop_loss:
+                return Outcome(when_ms, "price_reject", vwap)
+            if vwap <= row.price_open:
+                return Outcome(when_ms, "activate", row.price_open)
+        else:
+            if vwap >= row.price_stop_loss:
+                return Outcome(when_ms, "price_reject", vwap)
+            if vwap >= row.price_open:
+                return Outcome(when_ms, "activate", row.price_open)
+        return None
+
+
+def _to_dto(raw: object, strategy: str) -> SignalDto:
+    if isinstance(raw, Mapping):
+        return SignalDto.model_validate(dict(raw))
+    raise SignalGenerationError(
+        f"strategy {strategy!r} get_signal returned {type(raw).__name__}; expected SignalDto, a dict or None"
+    )

@@ -1,0 +1,245 @@
+"""Market data as the engine sees it: an exchange client with retries and validation, the
+historical window a strategy may look at, and the columnar 1m feed a backtest runs over.
+
+The one rule that matters everywhere: a candle that has not closed at ``when`` is never
+returned (the range served is ``[since, floor(when))``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .candles import (
+    CANDLE_INTERVALS,
+    MINUTE_MS,
+    Candle,
+    CandleArrays,
+    candle_vwap,
+    from_ms,
+    interval_ms,
+    rolling_vwap,
+    validate_arrays,
+    validate_candles,
+)
+from .config import EngineConfig, get_config
+from .errors import CandleDataError, ConfigurationError, ExchangeUnavailableError
+from .registry import ExchangeSchema
+
+
+class ExchangeClient:
+    """Calls one registered exchange the way the engine needs: chunked, retried, validated."""
+
+    def __init__(self, schema: ExchangeSchema, *, backtest: bool, config: EngineConfig | None = None) -> None:
+        self.schema = schema
+        self.name = schema.name
+        self.backtest = backtest
+        self._config = config
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config or get_config()
+
+    async def fetch(self, symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
+        """Exactly ``limit`` candles from ``since_ms`` (validated), in request-sized chunks."""
+        if interval not in CANDLE_INTERVALS:
+            raise ConfigurationError(f"unknown candle interval {interval!r}; allowed: {', '.join(CANDLE_INTERVALS)}")
+        if limit <= 0:
+            raise ConfigurationError(f"candle limit must be positive, got {limit}")
+        step = interval_ms(interval)
+        arrays_fn = self.schema.get_candle_arrays
+        if arrays_fn is not None:
+            arr = await self._attempt_arrays(symbol, interval, since_ms, limit)
+            return arr
+        per = self.config.max_candles_per_request
+        parts: list[Candle] = []
+        done = 0
+        while done < limit:
+            n = min(per, limit - done)
+            parts.extend(await self._attempt(symbol, interval, since_ms + done * step, n))
+            done += n
+        return CandleArrays.from_candles(parts)
+
+    async def _attempt_arrays(self, symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
+        fn = self.schema.get_candle_arrays
+        assert fn is not None
+        try:
+            arr = fn(symbol, interval, since_ms, limit)
+        except CandleDataError:
+            raise
+        except Exception as exc:
+            raise ExchangeUnavailableError(
+                f"exchange {self.name!r} failed: {exc}", symbol=symbol, interval=interval, since_ms=since_ms
+            ) from exc
+        validate_arrays(arr, symbol=symbol, interval=interval, since_ms=since_ms, limit=limit)
+        return arr
+
+    async def _attempt(self, symbol: str, interval: str, since_ms: int, limit: int) -> list[Candle]:
+        cfg = self.config
+        last: Exception | None = None
+        for attempt in range(cfg.get_candles_retry_count):
+            if attempt:
+                await asyncio.sleep(cfg.get_candles_retry_delay_ms / 1000)
+            try:
+                raw = await self.schema.get_candles(symbol, interval, from_ms(since_ms), limit)
+            except Exception as exc:
+                last = exc
+                continue
+            candles = _dedupe(_coerce(raw))
+            if len(candles) != limit or (candles and candles[0].timestamp != since_ms):
+                # count and alignment mismatches are the data source's fault: not retried
+                validate_candles(
+                    candles,
+                    symbol=symbol,
+                    interval=interval,
+                    since_ms=since_ms,
+                    limit=limit,
+                    anomaly_factor=cfg.get_candles_price_anomaly_threshold_factor,
+                    min_for_median=cfg.get_candles_min_candles_for_median,
+                )
+            try:
+                validate_candles(
+                    candles,
+                    symbol=symbol,
+                    interval=interval,
+                    since_ms=since_ms,
+                    limit=limit,
+                    anomaly_factor=cfg.get_candles_price_anomaly_threshold_factor,
+                    min_for_median=cfg.get_candles_min_candles_for_median,
+                )
+            except CandleDataError as exc:
+                last = exc
+                continue
+            return candles
+        if isinstance(last, CandleDataError):
+            raise last
+        raise ExchangeUnavailableError(
+            f"exchange {self.name!r} failed {cfg.get_candles_retry_count} times: {last!r}",
+            symbol=symbol,
+            interval=interval,
+            since_ms=since_ms,
+        ) from last
+
+    async def historical(self, symbol: str, interval: str, when_ms: int, limit: int) -> CandleArrays:
+        """The ``limit`` candles that closed before ``when`` (never the one opening at it)."""
+        step = interval_ms(interval)
+        aligned = when_ms // step * step
+        return await self.fetch(symbol, interval, aligned - limit * step, limit)
+
+    async def average_price(self, symbol: str, when_ms: int) -> float:
+        n = self.config.avg_price_candles_count
+        arr = await self.historical(symbol, "1m", when_ms, n)
+        return candle_vwap(arr.to_candles())
+
+
+def _coerce(raw: Sequence[Any]) -> list[Candle]:
+    out: list[Candle] = []
+    for c in raw:
+        if isinstance(c, Candle):
+            out.append(c)
+        elif isinstance(c, dict):
+            out.append(
+                Candle(
+                    int(c["timestamp"]),
+                    float(c["open"]),
+                    float(c["high"]),
+                    float(c["low"]),
+                    float(c["close"]),
+                    float(c["volume"]),
+                )
+            )
+        else:
+            out.append(Candle(*c))
+    return out
+
+
+def _dedupe(candles: list[Candle]) -> list[Candle]:
+    seen: set[int] = set()
+    out: list[Candle] = []
+    for c in candles:
+        if c.timestamp not in seen:
+            seen.add(c.timestamp)
+            out.append(c)
+    return out
+
+
+class MinuteFeed:
+    """The 1m candles a backtest runs over, loaded ahead in large chunks, with rolling VWAP.
+
+    Index ``i`` is the candle opening at ``base_ms + i*60_000``. ``vwap[i]`` is the VWAP of the
+    ``avg`` candles ending with ``i`` (inclusive), as the backtest fast loop and the tick price use.
+    """
+
+    def __init__(
+        self,
+        client: ExchangeClient,
+        symbol: str,
+        *,
+        start_ms: int,
+        horizon_ms: int,
+        avg: int,
+        chunk: int = 50_000,
+    ) -> None:
+        self.client = client
+        self.symbol = symbol
+        self.avg = avg
+        self.base_ms = start_ms - avg * MINUTE_MS
+        self.horizon = (horizon_ms - self.base_ms) // MINUTE_MS + 1  # speculative loads stop here
+        self.chunk = chunk
+        cap = max(self.horizon, 16)
+        self.ts = np.empty(cap, dtype=np.int64)
+        self.high = np.empty(cap)
+        self.low = np.empty(cap)
+        self.close = np.empty(cap)
+        self.open = np.empty(cap)
+        self.volume = np.empty(cap)
+        self.vwap = np.full(cap, math.nan)
+        self.loaded = 0
+
+    def index(self, ts_ms: int) -> int:
+        return (ts_ms - self.base_ms) // MINUTE_MS
+
+    async def ensure(self, stop: int) -> None:
+        """Make candles ``[0, stop)`` available (loads ahead up to the horizon)."""
+        if stop <= self.loaded:
+            return
+        target = stop
+        if stop <= self.horizon:
+            target = min(self.horizon, max(stop, self.loaded + self.chunk))
+        if target > self.ts.shape[0]:
+            self._grow(target)
+        n = target - self.loaded
+        arr = await self.client.fetch(self.symbol, "1m", self.base_ms + self.loaded * MINUTE_MS, n)
+        s, e = self.loaded, target
+        self.ts[s:e] = arr.ts
+        self.open[s:e] = arr.open
+        self.high[s:e] = arr.high
+        self.low[s:e] = arr.low
+        self.close[s:e] = arr.close
+        self.volume[s:e] = arr.volume
+        lo = max(0, s - self.avg + 1)
+        window = CandleArrays(
+            self.ts[lo:e], self.open[lo:e], self.high[lo:e], self.low[lo:e], self.close[lo:e], self.volume[lo:e]
+        )
+        self.vwap[lo:e] = np.where(np.isnan(self.vwap[lo:e]), rolling_vwap(window, self.avg), self.vwap[lo:e])
+        self.loaded = e
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, self.ts.shape[0] * 2)
+        for name in ("ts", "open", "high", "low", "close", "volume", "vwap"):
+            old = getattr(self, name)
+            new = np.full(cap, math.nan) if name == "vwap" else np.empty(cap, dtype=old.dtype)
+            new[: self.loaded] = old[: self.loaded]
+            if name == "vwap":
+                new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    async def price_at(self, when_ms: int) -> float:
+        """The tick price at ``when``: VWAP of the ``avg`` 1m candles that closed before it."""
+        i = self.index(when_ms) - 1
+        await self.ensure(i + 1)
+        return float(self.vwap[i])

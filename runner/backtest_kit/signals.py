@@ -1,0 +1,375 @@
+"""Signals: what a strategy returns, the row the engine tracks, the rules a signal must pass,
+and the tick results every mode yields.
+
+The same values flow through backtest and live, are persisted by live mode, and are turned into
+the reference's camelCase JSON for events, reports and files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from .candles import iso
+from .config import EngineConfig
+from .errors import SignalValidationError
+from .pnl import Pnl
+
+Position = Literal["long", "short"]
+CloseReason = Literal["take_profit", "stop_loss", "time_expired", "liquidation", "closed"]
+CancelReason = Literal["timeout", "price_reject", "user"]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class SignalDto(BaseModel):
+    """What ``get_signal`` returns: a market signal, or a limit one when ``price_open`` is set.
+
+    Accepts the reference's camelCase keys too (``priceTakeProfit``...). Types are checked here;
+    the trading rules (distances, sides, lifetime) by :func:`validate_signal`, which reports
+    every broken rule at once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, alias_generator=_camel)
+
+    position: str
+    price_take_profit: float
+    price_stop_loss: float
+    price_open: float | None = None
+    minute_estimated_time: float | None = None
+    note: str = ""
+    id: str | None = None
+    symbol: str | None = None
+    cost: float | None = None
+    multiplier: float | None = None
+    isolated: bool | None = None
+
+
+class SignalRow(BaseModel):
+    """A signal the engine tracks from scheduling or opening until it closes or is cancelled.
+
+    Room is left for partial closes, trailing, breakeven and DCA (not implemented yet): they
+    would add fields, not change these.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    position: Position
+    price_open: float  # raw entry (VWAP for market orders, the limit price otherwise)
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: float
+    scheduled_at: int
+    pending_at: int  # 0 until a scheduled signal activates
+    note: str = ""
+    cost: float = 100.0
+    multiplier: float = 1.0
+    isolated: bool = True
+    is_scheduled: bool = False
+    peak_price: float = 0.0
+    peak_pnl: float = 0.0
+    fall_price: float = 0.0
+    fall_pnl: float = 0.0
+
+    @property
+    def is_long(self) -> bool:
+        return self.position == "long"
+
+    @property
+    def open_eff(self) -> float:
+        return self.cost / (self.cost / self.price_open)
+
+    def to_json(self) -> dict[str, Any]:
+        life = self.minute_estimated_time
+        return {
+            "id": self.id,
+            "symbol": self.symbol,
+            "strategyName": self.strategy_name,
+            "exchangeName": self.exchange_name,
+            "position": self.position,
+            "priceOpen": self.price_open,
+            "priceTakeProfit": self.price_take_profit,
+            "priceStopLoss": self.price_stop_loss,
+            "minuteEstimatedTime": None if math.isinf(life) else life,
+            "scheduledAt": self.scheduled_at,
+            "pendingAt": self.pending_at,
+            "note": self.note,
+            "cost": self.cost,
+            "multiplier": self.multiplier,
+            "isolated": self.isolated,
+            "isScheduled": self.is_scheduled,
+            "peakPrice": self.peak_price,
+            "peakPnlPercentage": self.peak_pnl,
+            "fallPrice": self.fall_price,
+            "maxDrawdownPnlPercentage": self.fall_pnl,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> SignalRow:
+        life = data.get("minuteEstimatedTime")
+        return SignalRow(
+            id=data["id"],
+            symbol=data["symbol"],
+            strategy_name=data["strategyName"],
+            exchange_name=data["exchangeName"],
+            position=data["position"],
+            price_open=data["priceOpen"],
+            price_take_profit=data["priceTakeProfit"],
+            price_stop_loss=data["priceStopLoss"],
+            minute_estimated_time=math.inf if life is None else life,
+            scheduled_at=data["scheduledAt"],
+            pending_at=data["pendingAt"],
+            note=data.get("note", ""),
+            cost=data.get("cost", 100.0),
+            multiplier=data.get("multiplier", 1.0),
+            isolated=data.get("isolated", True),
+            is_scheduled=data.get("isScheduled", False),
+            peak_price=data.get("peakPrice", 0.0),
+            peak_pnl=data.get("peakPnlPercentage", 0.0),
+            fall_price=data.get("fallPrice", 0.0),
+            fall_pnl=data.get("maxDrawdownPnlPercentage", 0.0),
+        )
+
+
+def _num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_signal(
+    dto: SignalDto,
+    *,
+    symbol: str,
+    current_price: float,
+    config: EngineConfig,
+) -> None:
+    """Check every rule of ENGINE.md item 17; raise one error listing all broken rules."""
+    msgs: list[str] = []
+    pos = dto.position
+    if pos not in ("long", "short"):
+        msgs.append(f"position must be 'long' or 'short', got {pos!r}")
+    elif pos == "long" and not config.enable_long_signal:
+        msgs.append("long signals are disabled (enable_long_signal=False)")
+    elif pos == "short" and not config.enable_short_signal:
+        msgs.append("short signals are disabled (enable_short_signal=False)")
+    scheduled = dto.price_open is not None
+    open_ = dto.price_open if scheduled else current_price
+    tp, sl = dto.price_take_profit, dto.price_stop_loss
+    prices_ok = True
+    for name, value in (("priceOpen", open_), ("priceTakeProfit", tp), ("priceStopLoss", sl)):
+        if not _num(value) or value is None or value <= 0:
+            msgs.append(f"{name} must be a finite number > 0, got {value!r}")
+            prices_ok = False
+    if prices_ok and pos in ("long", "short") and open_ is not None:
+        if pos == "long":
+            if not tp > open_:
+                msgs.append(f"long: priceTakeProfit ({tp}) must be above priceOpen ({open_})")
+            if not sl < open_:
+                msgs.append(f"long: priceStopLoss ({sl}) must be below priceOpen ({open_})")
+            tp_dist = (tp - open_) / open_ * 100
+            sl_dist = (open_ - sl) / open_ * 100
+        else:
+            if not tp < open_:
+                msgs.append(f"short: priceTakeProfit ({tp}) must be below priceOpen ({open_})")
+            if not sl > open_:
+                msgs.append(f"short: priceStopLoss ({sl}) must be above priceOpen ({open_})")
+            tp_dist = (open_ - tp) / open_ * 100
+            sl_dist = (sl - open_) / open_ * 100
+        if tp_dist > 0 and tp_dist < config.min_takeprofit_distance_percent:
+            msgs.append(
+                f"take-profit distance {tp_dist:.4f}% is below the minimum "
+                f"{config.min_takeprofit_distance_percent}%"
+            )
+        if sl_dist > 0 and sl_dist < config.min_stoploss_distance_percent:
+            msgs.append(
+                f"stop-loss distance {sl_dist:.4f}% is below the minimum "
+                f"{config.min_stoploss_distance_percent}%"
+            )
+        if sl_dist > config.max_stoploss_distance_percent:
+            msgs.append(
+                f"stop-loss distance {sl_dist:.4f}% is above the maximum "
+                f"{config.max_stoploss_distance_percent}%"
+            )
+        if not scheduled:
+            if pos == "long" and not (sl < current_price < tp):
+                msgs.append(f"long: current price {current_price} must lie between stop-loss and take-profit")
+            if pos == "short" and not (tp < current_price < sl):
+                msgs.append(f"short: current price {current_price} must lie between take-profit and stop-loss")
+    life = dto.minute_estimated_time
+    if life is not None:
+        if isinstance(life, bool) or not isinstance(life, (int, float)) or math.isnan(life):
+            msgs.append(f"minuteEstimatedTime must be a number, got {life!r}")
+        elif math.isinf(life):
+            if not (life > 0 and math.isinf(config.max_signal_lifetime_minutes)):
+                msgs.append("minuteEstimatedTime may be infinite only when max_signal_lifetime_minutes is")
+        else:
+            if life <= 0:
+                msgs.append(f"minuteEstimatedTime must be > 0, got {life}")
+            if life != int(life):
+                msgs.append(f"minuteEstimatedTime must be a whole number of minutes, got {life}")
+            if life > config.max_signal_lifetime_minutes:
+                msgs.append(
+                    f"minuteEstimatedTime {life} exceeds max_signal_lifetime_minutes "
+                    f"{config.max_signal_lifetime_minutes}"
+                )
+    if dto.multiplier is not None and not (_num(dto.multiplier) and dto.multiplier > 0):
+        msgs.append(f"multiplier must be a finite number > 0, got {dto.multiplier!r}")
+    if dto.cost is not None and not (_num(dto.cost) and dto.cost > 0):
+        msgs.append(f"cost must be a finite number > 0, got {dto.cost!r}")
+    if msgs:
+        raise SignalValidationError(str(pos), symbol, msgs)
+
+
+# --------------------------------------------------------------------------- tick results
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str = ""
+    current_price: float
+    backtest: bool
+    when: int  # epoch ms of the tick (or candle) that produced the result
+
+    def _base(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "strategyName": self.strategy_name,
+            "exchangeName": self.exchange_name,
+            "frameName": self.frame_name,
+            "currentPrice": self.current_price,
+            "backtest": self.backtest,
+            "when": self.when,
+        }
+
+
+class IdleResult(_Result):
+    action: Literal["idle"] = "idle"
+    signal: None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": "idle", **self._base(), "signal": None}
+
+
+class _SignalResult(_Result):
+    signal: SignalRow
+
+    def flat(self) -> dict[str, Any]:
+        """The parity ``signals.json`` row shape (plus ``id``)."""
+        s = self.signal
+        opened = s.pending_at > 0
+        life = s.minute_estimated_time
+        return {
+            "id": s.id,
+            "action": self.action,  # type: ignore[attr-defined]
+            "position": s.position,
+            "priceOpen": s.open_eff if opened else s.price_open,
+            "originalPriceOpen": s.price_open,
+            "priceTakeProfit": s.price_take_profit,
+            "priceStopLoss": s.price_stop_loss,
+            "minuteEstimatedTime": None if math.isinf(life) else life,
+            "scheduledAt": s.scheduled_at,
+            "pendingAt": s.pending_at,
+            "closeTimestamp": None,
+            "closeReason": None,
+            "cancelReason": None,
+            "currentPrice": self.current_price,
+            "pnlPercentage": None,
+            "pnlPriceOpen": None,
+            "pnlPriceClose": None,
+            "pnlCost": None,
+            "pnlEntries": None,
+            "peakPnlPercentage": s.peak_pnl,
+            "maxDrawdownPnlPercentage": s.fall_pnl,
+            "note": s.note,
+            "scheduledAtIso": iso(s.scheduled_at),
+            "pendingAtIso": iso(s.pending_at) if opened else None,
+            "closeIso": None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, **self._base(), "signal": self.signal.to_json()}  # type: ignore[attr-defined]
+
+
+class ScheduledResult(_SignalResult):
+    action: Literal["scheduled"] = "scheduled"
+
+
+class OpenedResult(_SignalResult):
+    action: Literal["opened"] = "opened"
+
+
+class ActiveResult(_SignalResult):
+    action: Literal["active"] = "active"
+
+
+class ClosedResult(_SignalResult):
+    action: Literal["closed"] = "closed"
+    close_reason: CloseReason
+    close_timestamp: int
+    pnl: Pnl
+
+    def flat(self) -> dict[str, Any]:
+        row = super().flat()
+        p = self.pnl
+        row.update(
+            closeTimestamp=self.close_timestamp,
+            closeReason=self.close_reason,
+            pnlPercentage=p.pnl_percentage,
+            pnlPriceOpen=p.price_open,
+            pnlPriceClose=p.price_close,
+            pnlCost=p.pnl_cost,
+            pnlEntries=p.pnl_entries,
+            closeIso=iso(self.close_timestamp),
+        )
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "closeReason": self.close_reason,
+            "closeTimestamp": self.close_timestamp,
+            "pnl": self.pnl.to_json(),
+        }
+
+
+class CancelledResult(_SignalResult):
+    action: Literal["cancelled"] = "cancelled"
+    cancel_reason: CancelReason
+    close_timestamp: int
+
+    def flat(self) -> dict[str, Any]:
+        row = super().flat()
+        row.update(
+            closeTimestamp=self.close_timestamp,
+            cancelReason=self.cancel_reason,
+            peakPnlPercentage=0,
+            maxDrawdownPnlPercentage=0,
+            closeIso=iso(self.close_timestamp),
+        )
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "cancelReason": self.cancel_reason,
+            "closeTimestamp": self.close_timestamp,
+        }
+
+
+TickResult = Annotated[
+    IdleResult | ScheduledResult | OpenedResult | ActiveResult | ClosedResult | CancelledResult,
+    Field(discriminator="action"),
+]
+AnyResult = IdleResult | ScheduledResult | OpenedResult | ActiveResult | ClosedResult | CancelledResult
