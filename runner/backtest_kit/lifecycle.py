@@ -13,9 +13,11 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from .signals import (
     ScheduledResult,
     SignalDto,
     SignalRow,
+    build,
     validate_signal,
 )
 
@@ -54,6 +57,7 @@ class Outcome:
     timestamp: int
     reason: str
     price: float
+    tracking: dict[str, float] | None = None  # peak/fall fields the watched candles changed
 
 
 class StrategyInstance:
@@ -115,8 +119,10 @@ class StrategyInstance:
         )
         try:
             try:
-                async with asyncio.timeout(self.config.max_signal_generation_seconds):
-                    raw = await self.strategy.get_signal(self.symbol, from_ms(when_ms), price)
+                raw = await call_with_timeout(
+                    self.strategy.get_signal(self.symbol, from_ms(when_ms), price),
+                    self.config.max_signal_generation_seconds,
+                )
             except TimeoutError as exc:
                 raise SignalGenerationError(
                     f"strategy {self.strategy.name!r} get_signal took longer than "
@@ -162,7 +168,7 @@ class StrategyInstance:
             raw_open, pending_at, scheduled = dto.price_open, when_ms, False
         else:
             raw_open, pending_at, scheduled = dto.price_open, 0, True
-        row = SignalRow.model_construct(
+        row = build(SignalRow,
             id=dto.id or str(uuid.uuid4()),
             symbol=self.symbol,
             strategy_name=self.strategy.name,
@@ -179,12 +185,16 @@ class StrategyInstance:
             multiplier=dto.multiplier if dto.multiplier is not None else cfg.signal_leverage_multiplier,
             isolated=dto.isolated if dto.isolated is not None else cfg.signal_isolated_margin,
             is_scheduled=scheduled,
-            peak_price=0.0,
+            peak_price=raw_open,
             peak_pnl=0.0,
-            fall_price=0.0,
+            fall_price=raw_open,
             fall_pnl=0.0,
         )
-        return row if scheduled else self.start_tracking(row, pending_at)
+        if scheduled:
+            return row
+        # item 6b.1 in place (the row is not shared yet): fall starts at the cost of entering
+        object.__setattr__(row, "fall_pnl", self.pnl_at(row, raw_open))
+        return row
 
     def start_tracking(self, row: SignalRow, pending_at: int) -> SignalRow:
         """Item 6b.1: peak at the entry with 0, fall at the entry with the cost of entering."""
@@ -276,23 +286,23 @@ class StrategyInstance:
         }
 
     def scheduled_result(self, row: SignalRow, when_ms: int, price: float) -> ScheduledResult:
-        return ScheduledResult.model_construct(signal=row, action="scheduled", **self._meta(when_ms, price))
+        return build(ScheduledResult,signal=row, action="scheduled", **self._meta(when_ms, price))
 
     def opened_result(self, row: SignalRow, when_ms: int, price: float) -> OpenedResult:
-        return OpenedResult.model_construct(signal=row, action="opened", **self._meta(when_ms, price))
+        return build(OpenedResult,signal=row, action="opened", **self._meta(when_ms, price))
 
     def closed_result(self, row: SignalRow, outcome: Outcome) -> ClosedResult:
         """Item 6b.4 then item 27: record the close point, then the PnL at the exact price."""
         pc = self.pnl_at(row, outcome.price)
-        update: dict[str, float] = {}
-        if pc < row.fall_pnl:
+        update: dict[str, float] = dict(outcome.tracking or {})
+        if pc < update.get("fall_pnl", row.fall_pnl):
             update["fall_pnl"] = pc
-        if pc > 0 and pc > row.peak_pnl:
+        if pc > 0 and pc > update.get("peak_pnl", row.peak_pnl):
             update["peak_pnl"] = pc
         if update:
             row = row.model_copy(update=update)
         reason: CloseReason = outcome.reason  # type: ignore[assignment]
-        return ClosedResult.model_construct(
+        return build(ClosedResult,
             signal=row,
             action="closed",
             close_reason=reason,
@@ -303,7 +313,7 @@ class StrategyInstance:
 
     def cancelled_result(self, row: SignalRow, outcome: Outcome) -> CancelledResult:
         reason: CancelReason = outcome.reason  # type: ignore[assignment]
-        return CancelledResult.model_construct(
+        return build(CancelledResult,
             signal=row,
             action="cancelled",
             cancel_reason=reason,
@@ -313,10 +323,15 @@ class StrategyInstance:
 
     def track(self, row: SignalRow, vwaps: np.ndarray | list[float]) -> SignalRow:
         """Item 6b.3 over the VWAPs of candles (or ticks) that did not close the signal."""
-        if len(vwaps) == 0:
-            return row
-        po_eff = row.open_eff
+        update = self.track_update(row, vwaps)
+        return row.model_copy(update=update) if update else row
+
+    def track_update(self, row: SignalRow, vwaps: np.ndarray | list[float]) -> dict[str, float]:
+        """The peak/fall fields that ``vwaps`` change (empty when none)."""
         update: dict[str, float] = {}
+        if len(vwaps) == 0:
+            return update
+        po_eff = row.open_eff
         if row.is_long:
             hi = float(np.max(vwaps))
             if hi - po_eff > 0 and hi > row.peak_price:
@@ -335,7 +350,7 @@ class StrategyInstance:
             hi = float(np.max(vwaps))
             if po_eff - hi < 0 and hi > row.fall_price:
                 update["fall_price"], update["fall_pnl"] = hi, self.pnl_at(row, hi)
-        return row.model_copy(update=update) if update else row
+        return update
 
     # ------------------------------------------------------------------ backtest: vectorised
     async def resolve_pending(
@@ -366,14 +381,15 @@ class StrategyInstance:
                 hit = sl_hit | (vw <= tp)
             k = int(np.argmax(hit)) if hit.size else 0
             if hit.size and hit[k]:
-                row = self.track(row, vw[:k])
                 idx = chunk_start + k
+                update = self.track_update(row, vw[:k])
                 if sl_hit[k]:
-                    return row, Outcome(int(feed.ts[idx]), "stop_loss", sl)
-                return row, Outcome(int(feed.ts[idx]), "take_profit", tp)
-            row = self.track(row, vw)
+                    return row, Outcome(feed.ts(idx), "stop_loss", sl, update)
+                return row, Outcome(feed.ts(idx), "take_profit", tp, update)
             if chunk_stop >= forced:
-                return row, Outcome(int(feed.ts[forced]), "time_expired", float(feed.vwap[forced]))
+                update = self.track_update(row, vw)
+                return row, Outcome(feed.ts(forced), "time_expired", float(feed.vwap[forced]), update)
+            row = self.track(row, vw)  # an endless signal, replayed 1000 candles at a time
             chunk_start = chunk_stop
 
     async def resolve_scheduled(
@@ -395,9 +411,9 @@ class StrategyInstance:
             k = int(np.argmax(hit))
             idx = s + k
             if rej[k]:
-                return "price_reject", int(feed.ts[idx]), float(feed.vwap[idx])
-            return "activate", int(feed.ts[idx]), row.price_open
-        return "timeout", int(feed.ts[last]), float(feed.vwap[last])
+                return "price_reject", feed.ts(idx), float(feed.vwap[idx])
+            return "activate", feed.ts(idx), row.price_open
+        return "timeout", feed.ts(last), float(feed.vwap[last])
 
     async def activate(self, row: SignalRow, when_ms: int) -> SignalRow | None:
         """A scheduled signal reached its price: risk check at ``priceOpen``, then open."""
@@ -437,6 +453,45 @@ class StrategyInstance:
             if vwap >= row.price_open:
                 return Outcome(when_ms, "activate", row.price_open)
         return None
+
+
+class _Resume:
+    """Drive a coroutine that already ran up to its first suspension (``first`` is what it yielded)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancellation (the timeout) goes into the coroutine
+                try:
+                    value = self.coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = self.coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def call_with_timeout(coro: Coroutine[Any, Any, _T], seconds: float) -> _T:
+    """Await ``coro`` with a timeout, without arming a timer when it finishes without suspending.
+
+    Most strategies compute and return (a backtest's candle reads do not wait), so the first
+    step usually completes the call; only a coroutine that really waits gets the timeout.
+    """
+    try:
+        first = coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    async with asyncio.timeout(seconds):
+        return await _Resume(coro, first)  # type: ignore[no-any-return]
 
 
 def _to_dto(raw: object, strategy: str) -> SignalDto:

@@ -170,8 +170,9 @@ def _dedupe(candles: list[Candle]) -> list[Candle]:
 class MinuteFeed:
     """The 1m candles a backtest runs over, loaded ahead in large chunks, with rolling VWAP.
 
-    Index ``i`` is the candle opening at ``base_ms + i*60_000``. ``vwap[i]`` is the VWAP of the
-    ``avg`` candles ending with ``i`` (inclusive), as the backtest fast loop and the tick price use.
+    Index ``i`` is the candle opening at ``base_ms + i*60_000`` (loads are validated to be
+    aligned, so timestamps are not stored). Only what the fast loop reads is kept: high, low and
+    ``vwap[i]``, the VWAP of the ``avg`` candles ending with ``i`` (inclusive).
     """
 
     def __init__(
@@ -191,17 +192,17 @@ class MinuteFeed:
         self.horizon = (horizon_ms - self.base_ms) // MINUTE_MS + 1  # speculative loads stop here
         self.chunk = chunk
         cap = max(self.horizon, 16)
-        self.ts = np.empty(cap, dtype=np.int64)
         self.high = np.empty(cap)
         self.low = np.empty(cap)
-        self.close = np.empty(cap)
-        self.open = np.empty(cap)
-        self.volume = np.empty(cap)
         self.vwap = np.full(cap, math.nan)
+        self._tail: CandleArrays | None = None  # the last avg-1 candles, to continue the VWAP
         self.loaded = 0
 
     def index(self, ts_ms: int) -> int:
         return (ts_ms - self.base_ms) // MINUTE_MS
+
+    def ts(self, i: int) -> int:
+        return self.base_ms + i * MINUTE_MS
 
     async def ensure(self, stop: int) -> None:
         """Make candles ``[0, stop)`` available (loads ahead up to the horizon)."""
@@ -210,32 +211,26 @@ class MinuteFeed:
         target = stop
         if stop <= self.horizon:
             target = min(self.horizon, max(stop, self.loaded + self.chunk))
-        if target > self.ts.shape[0]:
+        if target > self.high.shape[0]:
             self._grow(target)
-        n = target - self.loaded
-        arr = await self.client.fetch(self.symbol, "1m", self.base_ms + self.loaded * MINUTE_MS, n)
         s, e = self.loaded, target
-        self.ts[s:e] = arr.ts
-        self.open[s:e] = arr.open
+        arr = await self.client.fetch(self.symbol, "1m", self.ts(s), e - s)
         self.high[s:e] = arr.high
         self.low[s:e] = arr.low
-        self.close[s:e] = arr.close
-        self.volume[s:e] = arr.volume
-        lo = max(0, s - self.avg + 1)
-        window = CandleArrays(
-            self.ts[lo:e], self.open[lo:e], self.high[lo:e], self.low[lo:e], self.close[lo:e], self.volume[lo:e]
-        )
-        self.vwap[lo:e] = np.where(np.isnan(self.vwap[lo:e]), rolling_vwap(window, self.avg), self.vwap[lo:e])
+        tail = self._tail
+        window = arr if tail is None else CandleArrays(*(np.concatenate((a, b)) for a, b in zip(tail, arr, strict=True)))
+        lead = 0 if tail is None else len(tail)
+        self.vwap[s:e] = rolling_vwap(window, self.avg)[lead:]
+        keep = self.avg - 1
+        self._tail = window.slice(len(window) - keep, len(window)) if keep else None
         self.loaded = e
 
     def _grow(self, need: int) -> None:
-        cap = max(need, self.ts.shape[0] * 2)
-        for name in ("ts", "open", "high", "low", "close", "volume", "vwap"):
+        cap = max(need, self.high.shape[0] * 2)
+        for name in ("high", "low", "vwap"):
             old = getattr(self, name)
-            new = np.full(cap, math.nan) if name == "vwap" else np.empty(cap, dtype=old.dtype)
+            new = np.full(cap, math.nan)
             new[: self.loaded] = old[: self.loaded]
-            if name == "vwap":
-                new[: old.shape[0]] = old
             setattr(self, name, new)
 
     async def price_at(self, when_ms: int) -> float:

@@ -8,7 +8,7 @@ the reference's camelCase JSON for events, reports and files.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -17,6 +17,7 @@ from .config import EngineConfig
 from .errors import SignalValidationError
 from .pnl import Pnl
 
+_M = TypeVar("_M", bound=BaseModel)
 Position = Literal["long", "short"]
 CloseReason = Literal["take_profit", "stop_loss", "time_expired", "liquidation", "closed"]
 CancelReason = Literal["timeout", "price_reject", "user"]
@@ -373,3 +374,28 @@ TickResult = Annotated[
     Field(discriminator="action"),
 ]
 AnyResult = IdleResult | ScheduledResult | OpenedResult | ActiveResult | ClosedResult | CancelledResult
+
+
+def build(cls: type[_M], /, **values: Any) -> _M:
+    """Construct an engine-made (already valid) model without re-validating it.
+
+    ``model_construct`` is general and slow; the engine builds tens of thousands of rows and
+    results per backtest, always with every field known to be valid, so it fills defaults
+    and sets the instance state directly.
+    """
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = {
+            name: f.default for name, f in cls.model_fields.items() if not f.is_required()
+        }
+        _DEFAULTS[cls] = defaults
+    data = {**defaults, **values} if len(values) < len(cls.model_fields) else values
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", data)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}

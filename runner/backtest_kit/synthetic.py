@@ -27,62 +27,82 @@ _C = 1013904223
 _MASK = 0xFFFFFFFF
 
 
-def _lcg_stream(seed: int, n: int) -> np.ndarray:
-    """The first ``n`` states after ``seed`` of ``s = (A*s + C) mod 2^32`` as uint64."""
-    block = 1024
-    first = np.empty(block, dtype=np.uint64)
-    s = seed
-    for k in range(block):
-        s = (_A * s + _C) & _MASK
-        first[k] = s
-    jump_a, jump_c = 1, 0
-    for _ in range(block):
-        jump_a = (_A * jump_a) & _MASK
-        jump_c = (_A * jump_c + _C) & _MASK
-    nblocks = (n + block - 1) // block
-    out = np.empty(nblocks * block, dtype=np.uint64)
-    cur = first
-    ja, jc, mask = np.uint64(jump_a), np.uint64(jump_c), np.uint64(_MASK)
-    for j in range(nblocks):
-        out[j * block : (j + 1) * block] = cur
-        cur = (cur * ja + jc) & mask  # operands < 2^32: the product fits in 64 bits
-    return out[:n]
+def _affine_powers(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A_j, C_j)`` for ``j = 1..k`` such that ``j`` LCG steps map ``s`` to ``A_j*s + C_j``."""
+    block = 512
+    a = np.empty(block, dtype=np.uint64)
+    c = np.empty(block, dtype=np.uint64)
+    aj, cj = 1, 0
+    for j in range(block):
+        aj, cj = (_A * aj) & _MASK, (_A * cj + _C) & _MASK
+        a[j], c[j] = aj, cj
+    out_a = np.empty(((k + block - 1) // block) * block, dtype=np.uint64)
+    out_c = np.empty_like(out_a)
+    mask, jump_a, jump_c = np.uint64(_MASK), np.uint64(aj), np.uint64(cj)
+    cur_a, cur_c = a, c
+    for b in range(out_a.shape[0] // block):
+        out_a[b * block : (b + 1) * block] = cur_a
+        out_c[b * block : (b + 1) * block] = cur_c
+        # one more jump of ``block`` steps: s -> jump_a*s + jump_c composed after (cur_a, cur_c)
+        cur_a = (cur_a * jump_a) & mask
+        cur_c = (cur_c * jump_a + jump_c) & mask
+    return out_a[:k], out_c[:k]
 
 
 def _round(x: np.ndarray, scale: float) -> np.ndarray:
     return np.floor(x * scale + 0.5) / scale
 
 
+_BLOCK = 720 * 64  # candles per generation block (a whole number of drift periods)
+
+
 @lru_cache(maxsize=1)
 def market() -> CandleArrays:
-    """All 1m candles of the synthetic market (computed once per process, ~0.1 s)."""
+    """All 1m candles of the synthetic market (computed once per process, ~0.1 s).
+
+    Generated block by block so that temporaries stay small: per block the LCG draws come from
+    precomputed affine powers, every column but the close is vectorised, and the close path is
+    a plain loop (each close is rounded from the previous one).
+    """
     n = N_CANDLES
-    idx = np.arange(n)
-    has_drift = idx % 720 == 0
-    per = 5 + has_drift.astype(np.int64)
-    start = np.concatenate(([0], np.cumsum(per)[:-1]))
-    u = _lcg_stream(42, int(per.sum())).astype(np.float64) / 4294967296.0
-    base = start + has_drift  # position of the "m" draw
-    drift_blocks = (2 * u[start[has_drift]] - 1) * 0.00003
-    drift = np.repeat(drift_blocks, 720)[:n]
-    m = np.where(u[base] < 0.0005, 8.0, 1.0)
-    r = (2 * u[base + 1] - 1) * 0.002 * m + drift
-    growth = (1 + r).tolist()
-    closes = [0.0] * n
+    out = [np.empty(n) for _ in range(5)]
+    open_a, high_a, low_a, close_a, vol_a = out
+    draws_per_block = 5 * _BLOCK + _BLOCK // 720
+    pow_a, pow_c = _affine_powers(draws_per_block)
+    state = np.uint64(42)
+    mask = np.uint64(_MASK)
     price = 100.0
     floor = math.floor
-    for i in range(n):
-        price = floor(price * growth[i] * 100 + 0.5) / 100
-        closes[i] = price
-    close = np.array(closes)
-    open_ = np.empty(n)
-    open_[0] = 100.0
-    open_[1:] = close[:-1]
-    high = _round(np.maximum(open_, close) * (1 + u[base + 2] * 0.001 * m), 100)
-    low = _round(np.minimum(open_, close) * (1 - u[base + 3] * 0.001 * m), 100)
-    volume = _round(1 + u[base + 4] * 99, 1000)
-    ts = T0_MS + idx.astype(np.int64) * MINUTE_MS
-    return CandleArrays(ts, open_, high, low, close, volume)
+    for b0 in range(0, n, _BLOCK):
+        count = min(_BLOCK, n - b0)
+        periods = (count + 719) // 720
+        k = 5 * count + periods
+        stream = (pow_a[:k] * state + pow_c[:k]) & mask
+        state = stream[-1]
+        u = stream.astype(np.float64) / 4294967296.0
+        # draw layout per period of 720 candles: drift, then 5 per candle
+        local = np.arange(count)
+        pos = local // 720 * (720 * 5 + 1) + 1 + (local % 720) * 5
+        drift = np.repeat((2 * u[np.arange(periods) * (720 * 5 + 1)] - 1) * 0.00003, 720)[:count]
+        m = np.where(u[pos] < 0.0005, 8.0, 1.0)
+        growth = 1 + ((2 * u[pos + 1] - 1) * 0.002 * m + drift)
+        closes = []
+        append = closes.append
+        for g in growth.tolist():
+            price = floor(price * g * 100 + 0.5) / 100
+            append(price)
+        close = np.array(closes)
+        opens = np.empty(count)
+        opens[0] = 100.0 if b0 == 0 else close_a[b0 - 1]
+        opens[1:] = close[:-1]
+        sl = slice(b0, b0 + count)
+        open_a[sl] = opens
+        close_a[sl] = close
+        high_a[sl] = _round(np.maximum(opens, close) * (1 + u[pos + 2] * 0.001 * m), 100)
+        low_a[sl] = _round(np.minimum(opens, close) * (1 - u[pos + 3] * 0.001 * m), 100)
+        vol_a[sl] = _round(1 + u[pos + 4] * 99, 1000)
+    ts = T0_MS + np.arange(n, dtype=np.int64) * MINUTE_MS
+    return CandleArrays(ts, open_a, high_a, low_a, close_a, vol_a)
 
 
 def aggregate(arr: CandleArrays, minutes: int) -> CandleArrays:
