@@ -6,6 +6,7 @@ read the market with ``get_candles``, ``get_average_price``, ``get_date`` and ``
 """
 
 from .backtest import Backtest
+from .clock import Clock, ReplayClock, WallClock
 from .candles import Candle
 from .config import EngineConfig, get_config, get_default_config, reset_config, set_config
 from .context import get_average_price, get_candles, get_date, get_mode
@@ -47,6 +48,8 @@ from .events import (
     listen_walker_once,
 )
 from .examples import register_builtins
+from .live import Live
+from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
 from .registry import (
     add_exchange,
     add_frame,
@@ -60,6 +63,7 @@ from .registry import (
     list_walkers,
 )
 from .signals import SignalDto, SignalRow
+from .walker import Walker
 
 register_builtins()
 
@@ -67,6 +71,14 @@ __all__ = [
     "Backtest",
     "BacktestKitError",
     "Candle",
+    "Clock",
+    "FilePersistence",
+    "Live",
+    "MemoryPersistence",
+    "PersistenceAdapter",
+    "ReplayClock",
+    "WallClock",
+    "Walker",
     "CandleDataError",
     "ConfigurationError",
     "CorruptStateError",

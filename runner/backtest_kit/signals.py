@@ -100,7 +100,7 @@ class SignalRow(BaseModel):
             "priceOpen": self.price_open,
             "priceTakeProfit": self.price_take_profit,
             "priceStopLoss": self.price_stop_loss,
-            "minuteEstimatedTime": None if math.isinf(life) else life,
+            "minuteEstimatedTime": _minutes_json(life),
             "scheduledAt": self.scheduled_at,
             "pendingAt": self.pending_at,
             "note": self.note,
@@ -139,6 +139,13 @@ class SignalRow(BaseModel):
             fall_price=data.get("fallPrice", 0.0),
             fall_pnl=data.get("maxDrawdownPnlPercentage", 0.0),
         )
+
+
+def _minutes_json(life: float) -> float | int | None:
+    """JSON has no infinity (``None`` stands for it); whole minutes print as integers."""
+    if math.isinf(life):
+        return None
+    return int(life) if life == int(life) else life
 
 
 def _num(x: object) -> bool:
@@ -279,7 +286,7 @@ class _SignalResult(_Result):
             "originalPriceOpen": s.price_open,
             "priceTakeProfit": s.price_take_profit,
             "priceStopLoss": s.price_stop_loss,
-            "minuteEstimatedTime": None if math.isinf(life) else life,
+            "minuteEstimatedTime": _minutes_json(life),
             "scheduledAt": s.scheduled_at,
             "pendingAt": s.pending_at,
             "closeTimestamp": None,
