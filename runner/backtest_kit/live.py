@@ -104,6 +104,8 @@ class LiveMode:
 
             raise ConfigurationError(f"live {symbol}:{strategy} is already running in this process")
         session = LiveSession(symbol, strategy, exchange)
+        # a stop asked for before the run started applies to it; a finished run's does not
+        session.stop_requested = current is not None and current.phase == "idle" and current.stop_requested
         self._sessions[key] = session
         core = StrategyInstance(strat, client, symbol, backtest=False, config=cfg)
         session.core = core

@@ -67,9 +67,11 @@ class FilePersistence:
                 os.fsync(fh.fileno())
             probe.unlink()
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+            reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
             raise PersistenceError(
-                f"state directory {self.root} is not writable ({exc.strerror}); "
-                "nothing was changed in it"
+                f"state directory {self.root} is not writable ({reason}); nothing was changed in it"
             ) from exc
         for stale in self.root.rglob(".tmp-*"):
             with contextlib.suppress(OSError):
