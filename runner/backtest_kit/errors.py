@@ -29,7 +29,8 @@ class UnknownNameError(ConfigurationError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         names = sorted(known)
         listed = ", ".join(names) if names else "(none)"
-        super().__init__(f"unknown {kind} {name!r}; registered {kind}s: {listed}")
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        super().__init__(f"unknown {kind} {name!r}; registered {plural}: {listed}")
         self.kind = kind
         self.name = name
         self.known = names

@@ -107,8 +107,9 @@ class _Table(Generic[S]):
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"{self.kind} name must be a non-empty string, got {name!r}")
         if name in self.items and not replace:
+            plural = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
             raise ConfigurationError(
-                f"{self.kind} {name!r} is already registered; registered {self.kind}s: "
+                f"{self.kind} {name!r} is already registered; registered {plural}: "
                 f"{', '.join(sorted(self.items))}"
             )
         self.items[name] = item
