@@ -6,8 +6,8 @@ read the market with ``get_candles``, ``get_average_price``, ``get_date`` and ``
 """
 
 from .backtest import Backtest
-from .clock import Clock, ReplayClock, WallClock
 from .candles import Candle
+from .clock import Clock, ReplayClock, WallClock
 from .config import EngineConfig, get_config, get_default_config, reset_config, set_config
 from .context import get_average_price, get_candles, get_date, get_mode
 from .errors import (
@@ -71,24 +71,24 @@ __all__ = [
     "Backtest",
     "BacktestKitError",
     "Candle",
-    "Clock",
-    "FilePersistence",
-    "Live",
-    "MemoryPersistence",
-    "PersistenceAdapter",
-    "ReplayClock",
-    "WallClock",
-    "Walker",
     "CandleDataError",
+    "Clock",
     "ConfigurationError",
     "CorruptStateError",
     "EngineConfig",
     "ExchangeUnavailableError",
+    "FilePersistence",
+    "Live",
+    "MemoryPersistence",
+    "PersistenceAdapter",
     "PersistenceError",
+    "ReplayClock",
     "SignalDto",
     "SignalRow",
     "SignalValidationError",
     "UnknownNameError",
+    "Walker",
+    "WallClock",
     "add_exchange",
     "add_frame",
     "add_risk",

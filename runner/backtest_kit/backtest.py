@@ -45,7 +45,9 @@ def frame_ticks(frame: FrameSchema, now_ms: int | None = None) -> np.ndarray:
     start = frame.start_ms // MINUTE_MS * MINUTE_MS
     stop = min(frame.end_ms, now_ms if now_ms is not None else int(time.time() * 1000))
     if stop < start:
-        raise BacktestKitError(f"frame {frame.name!r} has no ticks (it ends before it starts or in the future)")
+        raise BacktestKitError(
+            f"frame {frame.name!r} has no ticks (it ends before it starts or in the future)"
+        )
     return np.arange(start, stop + 1, frame.step_ms, dtype=np.int64)
 
 
@@ -131,9 +133,7 @@ class BacktestMode:
                     yield await self._emit(inst.opened_result(row, when, price))
                 inst.last_pending_id = row.id
                 await inst.callback("on_open", symbol, row)
-                row, outcome = await inst.resolve_pending(
-                    feed, row, frame_end, activated=activated
-                )
+                row, outcome = await inst.resolve_pending(feed, row, frame_end, activated=activated)
                 closed = inst.closed_result(row, outcome)
                 inst.release_risk()
                 yield await self._emit(closed)

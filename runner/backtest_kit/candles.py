@@ -70,16 +70,14 @@ def interval_ms(interval: str, table: dict[str, int] = CANDLE_INTERVALS) -> int:
     try:
         return table[interval] * MINUTE_MS
     except KeyError:
-        raise ConfigurationError(
-            f"unknown interval {interval!r}; allowed: {', '.join(table)}"
-        ) from None
+        raise ConfigurationError(f"unknown interval {interval!r}; allowed: {', '.join(table)}") from None
 
 
 def to_ms(when: datetime) -> int:
     """Epoch milliseconds of an aware datetime (naive is refused: the engine is UTC-only)."""
     if when.tzinfo is None:
         raise ConfigurationError(f"datetime {when.isoformat()} has no timezone; use UTC")
-    return int(round(when.timestamp() * 1000))
+    return round(when.timestamp() * 1000)
 
 
 def from_ms(ms: int) -> datetime:
@@ -159,7 +157,14 @@ class CandleArrays(NamedTuple):
         )
 
     def slice(self, start: int, stop: int) -> CandleArrays:
-        return CandleArrays(*(col[start:stop] for col in self))
+        return CandleArrays(
+            self.ts[start:stop],
+            self.open[start:stop],
+            self.high[start:stop],
+            self.low[start:stop],
+            self.close[start:stop],
+            self.volume[start:stop],
+        )
 
 
 def rolling_vwap(arr: CandleArrays, window: int) -> FloatArray:
@@ -269,7 +274,9 @@ def validate_arrays(
         raise fail("candles contain non-positive prices")
     if (arr.volume < 0).any():
         raise fail("candles contain negative volume")
-    if (arr.high < arr.low).any() or (arr.high < np.maximum(arr.open, arr.close)).any() or (
-        arr.low > np.minimum(arr.open, arr.close)
-    ).any():
+    if (
+        (arr.high < arr.low).any()
+        or (arr.high < np.maximum(arr.open, arr.close)).any()
+        or (arr.low > np.minimum(arr.open, arr.close)).any()
+    ):
         raise fail("candles contain open/close outside their high/low range")

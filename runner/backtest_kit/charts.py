@@ -29,7 +29,9 @@ def equity_curve(trades: Sequence[Trade]) -> list[EquityPoint]:
     for t in sorted(trades, key=lambda t: t.close_timestamp):
         equity *= 1 + t.pnl / 100
         peak = max(peak, equity)
-        points.append(EquityPoint(t.close_timestamp, equity, (peak - equity) / peak * 100 if peak > 0 else 100.0))
+        points.append(
+            EquityPoint(t.close_timestamp, equity, (peak - equity) / peak * 100 if peak > 0 else 100.0)
+        )
     return points
 
 

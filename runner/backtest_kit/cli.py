@@ -49,7 +49,9 @@ def resolve_frame(text: str, interval: str = "1m") -> FrameSchema:
         from .candles import FRAME_INTERVALS, to_ms
 
         if interval not in FRAME_INTERVALS:
-            raise ConfigurationError(f"unknown frame interval {interval!r}; allowed: {', '.join(FRAME_INTERVALS)}")
+            raise ConfigurationError(
+                f"unknown frame interval {interval!r}; allowed: {', '.join(FRAME_INTERVALS)}"
+            )
         return FrameSchema(text, interval, to_ms(start), to_ms(end))
     return reg.registry.frames.get(text)
 

@@ -72,7 +72,11 @@ class ReplayClock:
         self._anchor_wall: int
         self._position = start_ms
         stored = persistence.read(self.ANCHOR_KEY) if persistence is not None else None
-        if stored is not None and stored.get("startMs") == start_ms and stored.get("speed") == _speed_json(speed):
+        if (
+            stored is not None
+            and stored.get("startMs") == start_ms
+            and stored.get("speed") == _speed_json(speed)
+        ):
             self._anchor_wall = int(stored["wallAnchorMs"])
             self._position = int(stored.get("positionMs", start_ms))
         else:

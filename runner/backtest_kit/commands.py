@@ -73,9 +73,7 @@ def parse_speed(text: str) -> float:
     return value
 
 
-def build_clock(
-    replay_from: str | None, speed: str | None, persistence: FilePersistence
-) -> Clock:
+def build_clock(replay_from: str | None, speed: str | None, persistence: FilePersistence) -> Clock:
     from .cli import parse_time
 
     if replay_from is None:
@@ -127,7 +125,8 @@ async def cmd_walker(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigurationError(
                 "give --walker NAME, or --strategies, --exchange and --frame (missing: "
-                + ", ".join("--" + m for m in missing) + ")"
+                + ", ".join("--" + m for m in missing)
+                + ")"
             )
         from .cli import resolve_frame
 
@@ -146,7 +145,8 @@ async def cmd_walker(args: argparse.Namespace) -> int:
             if not args.quiet:
                 value = progress["metricValue"]
                 sys.stderr.write(
-                    f"[{progress['strategiesTested']}/{progress['totalStrategies']}] {progress['strategyName']}: "
+                    f"[{progress['strategiesTested']}/{progress['totalStrategies']}] "
+                    f"{progress['strategyName']}: "
                     f"{progress['metric']}={'N/A' if value is None else format(value, '.6g')} "
                     f"(best {progress['bestStrategy']})\n"
                 )

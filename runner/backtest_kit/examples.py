@@ -40,13 +40,19 @@ class AlternatingLimit:
         if long:
             open_ = price * 0.997
             return SignalDto(
-                position="long", price_open=open_, price_take_profit=open_ * 1.01,
-                price_stop_loss=open_ * 0.99, minute_estimated_time=60,
+                position="long",
+                price_open=open_,
+                price_take_profit=open_ * 1.01,
+                price_stop_loss=open_ * 0.99,
+                minute_estimated_time=60,
             )
         open_ = price * 1.003
         return SignalDto(
-            position="short", price_open=open_, price_take_profit=open_ * 0.99,
-            price_stop_loss=open_ * 1.01, minute_estimated_time=60,
+            position="short",
+            price_open=open_,
+            price_take_profit=open_ * 0.99,
+            price_stop_loss=open_ * 1.01,
+            minute_estimated_time=60,
         )
 
 
@@ -64,12 +70,16 @@ async def d_sma_cross(symbol: str, when: datetime, price: float) -> SignalDto | 
     fast_prev, slow_prev = _mean(closes[15:20]), _mean(closes[0:20])
     if fast_prev <= slow_prev and fast_now > slow_now:
         return SignalDto(
-            position="long", price_take_profit=price * 1.015, price_stop_loss=price * 0.99,
+            position="long",
+            price_take_profit=price * 1.015,
+            price_stop_loss=price * 0.99,
             minute_estimated_time=240,
         )
     if fast_prev >= slow_prev and fast_now < slow_now:
         return SignalDto(
-            position="short", price_take_profit=price * 0.985, price_stop_loss=price * 1.01,
+            position="short",
+            price_take_profit=price * 0.985,
+            price_stop_loss=price * 1.01,
             minute_estimated_time=240,
         )
     return None

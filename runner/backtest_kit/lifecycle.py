@@ -17,8 +17,6 @@ from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-_T = TypeVar("_T")
-
 import numpy as np
 
 from . import context as ctxmod
@@ -44,6 +42,7 @@ from .signals import (
 )
 
 log = logging.getLogger("backtest_kit")
+_T = TypeVar("_T")
 
 
 class SignalGenerationError(BacktestKitError):
@@ -119,8 +118,8 @@ class StrategyInstance:
         )
         try:
             try:
-                raw = await call_with_timeout(
-                    self.strategy.get_signal(self.symbol, from_ms(when_ms), price),
+                raw: object = await call_with_timeout(
+                    self.strategy.get_signal(self.symbol, from_ms(when_ms), price),  # type: ignore[arg-type]
                     self.config.max_signal_generation_seconds,
                 )
             except TimeoutError as exc:
@@ -149,13 +148,10 @@ class StrategyInstance:
         if dto.id is not None and dto.id == self.last_pending_id:
             return None  # whipsaw guard: the same signal again
         row = self._build_row(dto, when_ms, price)
-        if not row.is_scheduled and not await self._risk_allows(row, when_ms, price):
+        # a scheduled signal reserves its risk slot only when it activates
+        if not await self._risk_allows(row, when_ms, price, reserve=not row.is_scheduled):
             self.last_bucket = None  # a risk rejection rolls the throttle back (item 18)
             return None
-        if row.is_scheduled and self._risk_schema is not None:
-            if not await self._risk_allows(row, when_ms, price, reserve=False):
-                self.last_bucket = None
-                return None
         return row
 
     def _build_row(self, dto: SignalDto, when_ms: int, price: float) -> SignalRow:
@@ -168,7 +164,8 @@ class StrategyInstance:
             raw_open, pending_at, scheduled = dto.price_open, when_ms, False
         else:
             raw_open, pending_at, scheduled = dto.price_open, 0, True
-        row = build(SignalRow,
+        row = build(
+            SignalRow,
             id=dto.id or str(uuid.uuid4()),
             symbol=self.symbol,
             strategy_name=self.strategy.name,
@@ -209,9 +206,7 @@ class StrategyInstance:
             }
         )
 
-    async def _risk_allows(
-        self, row: SignalRow, when_ms: int, price: float, *, reserve: bool = True
-    ) -> bool:
+    async def _risk_allows(self, row: SignalRow, when_ms: int, price: float, *, reserve: bool = True) -> bool:
         schema = self._risk_schema
         if schema is None:
             return True
@@ -286,10 +281,10 @@ class StrategyInstance:
         }
 
     def scheduled_result(self, row: SignalRow, when_ms: int, price: float) -> ScheduledResult:
-        return build(ScheduledResult,signal=row, action="scheduled", **self._meta(when_ms, price))
+        return build(ScheduledResult, signal=row, action="scheduled", **self._meta(when_ms, price))
 
     def opened_result(self, row: SignalRow, when_ms: int, price: float) -> OpenedResult:
-        return build(OpenedResult,signal=row, action="opened", **self._meta(when_ms, price))
+        return build(OpenedResult, signal=row, action="opened", **self._meta(when_ms, price))
 
     def closed_result(self, row: SignalRow, outcome: Outcome) -> ClosedResult:
         """Item 6b.4 then item 27: record the close point, then the PnL at the exact price."""
@@ -302,7 +297,8 @@ class StrategyInstance:
         if update:
             row = row.model_copy(update=update)
         reason: CloseReason = outcome.reason  # type: ignore[assignment]
-        return build(ClosedResult,
+        return build(
+            ClosedResult,
             signal=row,
             action="closed",
             close_reason=reason,
@@ -313,7 +309,8 @@ class StrategyInstance:
 
     def cancelled_result(self, row: SignalRow, outcome: Outcome) -> CancelledResult:
         reason: CancelReason = outcome.reason  # type: ignore[assignment]
-        return build(CancelledResult,
+        return build(
+            CancelledResult,
             signal=row,
             action="cancelled",
             cancel_reason=reason,

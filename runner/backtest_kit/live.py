@@ -193,10 +193,16 @@ class LiveMode:
             await core.callback("on_active", core.symbol, core.pending)
 
     def _persist(
-        self, session: LiveSession, core: StrategyInstance, store_: PersistenceAdapter, skey: str,
-        when: int, last: AnyResult | None = None,
+        self,
+        session: LiveSession,
+        core: StrategyInstance,
+        store_: PersistenceAdapter,
+        skey: str,
+        when: int,
+        last: AnyResult | None = None,
     ) -> None:
-        record = {
+        last_row = last.flat() if last is not None else session.last_result  # type: ignore[union-attr]
+        record: dict[str, Any] = {
             "version": STATE_VERSION,
             "symbol": core.symbol,
             "strategyName": core.strategy.name,
@@ -205,20 +211,22 @@ class LiveMode:
             "scheduled": core.scheduled.to_json() if core.scheduled else None,
             "lastPendingId": core.last_pending_id,
             "lastBucket": core.last_bucket,
-            "lastResult": last.flat() if last is not None else session.last_result,  # type: ignore[union-attr]
+            "lastResult": last_row,
             "lastTickMs": when,
             "updatedAt": iso(int(time.time() * 1000)),
         }
         store_.write(skey, record)
         if last is not None:
-            session.last_result = record["lastResult"]
+            session.last_result = last_row
 
     async def _tick(
         self, session: LiveSession, core: StrategyInstance, store_: PersistenceAdapter, skey: str, when: int
     ) -> tuple[list[AnyResult], bool]:
         """One minute. Returns what happened and whether the session is finished."""
         cfg = core.config
-        candles = (await core.client.historical(core.symbol, "1m", when, cfg.avg_price_candles_count)).to_candles()
+        candles = (
+            await core.client.historical(core.symbol, "1m", when, cfg.avg_price_candles_count)
+        ).to_candles()
         vwap = candle_vwap(candles)
         out: list[AnyResult] = []
         if core.pending is not None:
@@ -279,8 +287,8 @@ class LiveMode:
             await self._emit(build(IdleResult, **core._meta(when, vwap)))
             return out, False
         previous_bucket = core.last_bucket
-        row = await core.request_signal(when, vwap)
-        if row is None:
+        new_row = await core.request_signal(when, vwap)
+        if new_row is None:
             if core.last_bucket != previous_bucket:
                 try:
                     self._persist(session, core, store_, skey, when)
@@ -288,6 +296,7 @@ class LiveMode:
                     await error_subject.emit(exc)
             await self._emit(build(IdleResult, **core._meta(when, vwap)))
             return out, False
+        row = new_row
         if row.is_scheduled:
             core.scheduled = row
             result: AnyResult = core.scheduled_result(row, when, vwap)

@@ -47,7 +47,9 @@ class ExchangeClient:
     async def fetch(self, symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
         """Exactly ``limit`` candles from ``since_ms`` (validated), in request-sized chunks."""
         if interval not in CANDLE_INTERVALS:
-            raise ConfigurationError(f"unknown candle interval {interval!r}; allowed: {', '.join(CANDLE_INTERVALS)}")
+            raise ConfigurationError(
+                f"unknown candle interval {interval!r}; allowed: {', '.join(CANDLE_INTERVALS)}"
+            )
         if limit <= 0:
             raise ConfigurationError(f"candle limit must be positive, got {limit}")
         step = interval_ms(interval)
@@ -218,7 +220,11 @@ class MinuteFeed:
         self.high[s:e] = arr.high
         self.low[s:e] = arr.low
         tail = self._tail
-        window = arr if tail is None else CandleArrays(*(np.concatenate((a, b)) for a, b in zip(tail, arr, strict=True)))
+        window = (
+            arr
+            if tail is None
+            else CandleArrays(*(np.concatenate((a, b)) for a, b in zip(tail, arr, strict=True)))
+        )
         lead = 0 if tail is None else len(tail)
         self.vwap[s:e] = rolling_vwap(window, self.avg)[lead:]
         keep = self.avg - 1

@@ -171,7 +171,9 @@ def add_exchange(
         if fn is not None:
             _require_callable("exchange", name, what, fn)
     return registry.exchanges.add(
-        name, ExchangeSchema(name, get_candles, format_price, format_quantity, get_candle_arrays), replace=replace
+        name,
+        ExchangeSchema(name, get_candles, format_price, format_quantity, get_candle_arrays),
+        replace=replace,
     )
 
 
@@ -200,9 +202,11 @@ def add_strategy(
         raise ConfigurationError(f"strategy {name!r}: risk must be the name of a registered risk profile")
     cbs: dict[str, Callable[..., Any]] = {}
     if callbacks is not None:
-        source = callbacks if isinstance(callbacks, Mapping) else {
-            k: getattr(callbacks, k) for k in dir(callbacks) if k.startswith("on_")
-        }
+        source = (
+            callbacks
+            if isinstance(callbacks, Mapping)
+            else {k: getattr(callbacks, k) for k in dir(callbacks) if k.startswith("on_")}
+        )
         for key, fn in source.items():
             _require_callable("strategy", name, f"callback {key}", fn)
             cbs[key] = fn

@@ -40,7 +40,11 @@ class ReportStore:
         if action not in ("closed", "cancelled"):
             return
         rec = self.records.setdefault((result.symbol, result.strategy_name), RunRecord())
-        rec.exchange_name, rec.frame_name, rec.last_when = result.exchange_name, result.frame_name, result.when
+        rec.exchange_name, rec.frame_name, rec.last_when = (
+            result.exchange_name,
+            result.frame_name,
+            result.when,
+        )
         rec.ended.append(result)
         if action == "closed":
             rec.closed.append(result)
@@ -167,11 +171,14 @@ def render_markdown(
     lines.extend("| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows)
     if len(closed) > max_rows:
         lines.append("")
-        lines.append(f"*Showing the newest {max_rows} of {len(closed)} closed signals; the statistics cover all.*")
+        lines.append(
+            f"*Showing the newest {max_rows} of {len(closed)} closed signals; the statistics cover all.*"
+        )
     w, lo = stats["winCount"], stats["lossCount"]
     lines += [
         "",
-        f"**Total signals:** {stats['totalSignals']}" + (f" (and {cancelled} cancelled)" if cancelled else ""),
+        f"**Total signals:** {stats['totalSignals']}"
+        + (f" (and {cancelled} cancelled)" if cancelled else ""),
         f"**Win rate:** {_pct(stats['winRate'], signed=False)} ({w} W / {lo} L)",
         f"**Average PNL:** {_pct(stats['avgPnl'])} (higher is better)",
         f"**Total PNL:** {_pct(stats['totalPnl'])} (higher is better)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .candles import iso
 from .config import EngineConfig
@@ -210,7 +210,9 @@ def validate_signal(
             if pos == "long" and not (sl < current_price < tp):
                 msgs.append(f"long: current price {current_price} must lie between stop-loss and take-profit")
             if pos == "short" and not (tp < current_price < sl):
-                msgs.append(f"short: current price {current_price} must lie between take-profit and stop-loss")
+                msgs.append(
+                    f"short: current price {current_price} must lie between take-profit and stop-loss"
+                )
     life = dto.minute_estimated_time
     if life is not None:
         if isinstance(life, bool) or not isinstance(life, (int, float)) or math.isnan(life):
@@ -392,9 +394,7 @@ def build(cls: type[_M], /, **values: Any) -> _M:
     """
     defaults = _DEFAULTS.get(cls)
     if defaults is None:
-        defaults = {
-            name: f.default for name, f in cls.model_fields.items() if not f.is_required()
-        }
+        defaults = {name: f.default for name, f in cls.model_fields.items() if not f.is_required()}
         _DEFAULTS[cls] = defaults
     data = {**defaults, **values} if len(values) < len(cls.model_fields) else values
     obj = cls.__new__(cls)

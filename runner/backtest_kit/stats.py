@@ -151,7 +151,7 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
     eyr: float | None = None
     if trades_per_year is not None and not blown:
         x = (equity ** (trades_per_year / n) - 1) * 100
-        eyr = None if abs(x) > 100 else x  # noqa: PLR2004 - the reference's sanity bound
+        eyr = None if abs(x) > 100 else x
     avg_win = _mean(wins)
     avg_loss = _mean(losses)
     certainty = None
@@ -170,9 +170,7 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
             if dd_dev > 1e-9:
                 sortino = avg / dd_dev
     calmar = _clamp(eyr / max_dd, 1000) if eyr is not None and max_dd > 0 else None
-    recovery = (
-        _clamp((equity - 1) * 100 / max_dd, 1000) if n >= 10 and not blown and max_dd > 0 else None
-    )
+    recovery = _clamp((equity - 1) * 100 / max_dd, 1000) if n >= 10 and not blown and max_dd > 0 else None
     srt = sorted(pnls)
     median = srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2
 

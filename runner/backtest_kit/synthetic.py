@@ -86,7 +86,7 @@ def market() -> CandleArrays:
         drift = np.repeat((2 * u[np.arange(periods) * (720 * 5 + 1)] - 1) * 0.00003, 720)[:count]
         m = np.where(u[pos] < 0.0005, 8.0, 1.0)
         growth = 1 + ((2 * u[pos + 1] - 1) * 0.002 * m + drift)
-        closes = []
+        closes: list[float] = []
         append = closes.append
         for g in growth.tolist():
             price = floor(price * g * 100 + 0.5) / 100
@@ -142,7 +142,9 @@ class SyntheticExchange:
             )
         if symbol != SYMBOL:
             raise CandleDataError(
-                f"the synthetic exchange only serves {SYMBOL}", symbol=symbol, interval=interval,
+                f"the synthetic exchange only serves {SYMBOL}",
+                symbol=symbol,
+                interval=interval,
                 since_ms=since_ms,
             )
         step = minutes * MINUTE_MS
@@ -155,7 +157,9 @@ class SyntheticExchange:
         if first < 0 or last > N_CANDLES or (since_ms - T0_MS) % MINUTE_MS:
             raise CandleDataError(
                 f"the synthetic market has no {limit} candles there (it covers 2023-12-20 to 2025-01-15)",
-                symbol=symbol, interval=interval, since_ms=since_ms,
+                symbol=symbol,
+                interval=interval,
+                since_ms=since_ms,
             )
         return aggregate(market().slice(int(first), int(last)), minutes)
 

@@ -102,7 +102,9 @@ class WalkerMode:
         pool: ProcessPoolExecutor | None = None
         futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         if jobs > 1 and total > 1:
-            pool = ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=multiprocessing.get_context("fork"))
+            pool = ProcessPoolExecutor(
+                max_workers=min(jobs, total), mp_context=multiprocessing.get_context("fork")
+            )
             loop = asyncio.get_running_loop()
             for name in schema.strategies:
                 futures[name] = loop.run_in_executor(
@@ -209,7 +211,8 @@ class WalkerMode:
 
     def list(self) -> list[dict[str, str]]:
         return [
-            {"symbol": s, "walkerName": w, "status": rec.status} for (s, w), rec in sorted(self._walks.items())
+            {"symbol": s, "walkerName": w, "status": rec.status}
+            for (s, w), rec in sorted(self._walks.items())
         ]
 
 
@@ -218,9 +221,7 @@ def rank(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     metric = data["metric"]
     sign = 1 if METRICS[metric] else -1
     indexed = list(enumerate(data["strategyResults"]))
-    indexed.sort(
-        key=lambda ir: (ir[1]["metricValue"] is None, -sign * (ir[1]["metricValue"] or 0.0), ir[0])
-    )
+    indexed.sort(key=lambda ir: (ir[1]["metricValue"] is None, -sign * (ir[1]["metricValue"] or 0.0), ir[0]))
     return [r for _, r in indexed]
 
 
@@ -246,7 +247,8 @@ def render_walker(data: Mapping[str, Any], *, top_n: int = 10) -> str:
 
         lines.append(
             f"| {i} | {r['strategyName']} | {f(r['metricValue'], '.6g')} | {st.get('totalSignals', 'N/A')} | "
-            f"{f(st.get('winRate'), '.2f')}% | {f(st.get('totalPnl'), '+.2f')}% | {f(st.get('sharpeRatio'), '.3f')} |"
+            f"{f(st.get('winRate'), '.2f')}% | {f(st.get('totalPnl'), '+.2f')}% | "
+            f"{f(st.get('sharpeRatio'), '.3f')} |"
         )
     failed = [r for r in data["strategyResults"] if r.get("error")]
     if failed:

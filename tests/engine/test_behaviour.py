@@ -23,8 +23,12 @@ class TestInvalidSignals:
         async def bad(symbol: str, when: datetime, price: float) -> dict[str, Any]:
             calls.append(when)
             # TP on the wrong side, SL too far, lifetime fractional: three rules broken at once
-            return {"position": "long", "priceTakeProfit": price * 0.9, "priceStopLoss": price * 0.5,
-                    "minuteEstimatedTime": 10.5}
+            return {
+                "position": "long",
+                "priceTakeProfit": price * 0.9,
+                "priceStopLoss": price * 0.5,
+                "minuteEstimatedTime": 10.5,
+            }
 
         errors: list[BaseException] = []
         with registered() as made:
@@ -33,7 +37,9 @@ class TestInvalidSignals:
             made += [("strategies", "bad_sig"), ("frames", "bad_f")]
             unsubscribe = bk.listen_error(errors.append)
             try:
-                results = await run_all(bk.Backtest.run(SYM, strategy="bad_sig", exchange="synthetic", frame="bad_f"))
+                results = await run_all(
+                    bk.Backtest.run(SYM, strategy="bad_sig", exchange="synthetic", frame="bad_f")
+                )
             finally:
                 unsubscribe()
         assert results == []
@@ -47,27 +53,41 @@ class TestInvalidSignals:
 
     async def test_a_plain_dict_with_reference_keys_is_accepted(self) -> None:
         async def as_dict(symbol: str, when: datetime, price: float) -> dict[str, Any]:
-            return {"position": "short", "priceTakeProfit": price * 0.99, "priceStopLoss": price * 1.01,
-                    "minuteEstimatedTime": 30, "note": "dict"}
+            return {
+                "position": "short",
+                "priceTakeProfit": price * 0.99,
+                "priceStopLoss": price * 1.01,
+                "minuteEstimatedTime": 30,
+                "note": "dict",
+            }
 
         with registered() as made:
             bk.add_strategy("dict_sig", interval="1m", get_signal=as_dict)
             bk.add_frame("dict_f", start=day(3), end=day(3, 1))
             made += [("strategies", "dict_sig"), ("frames", "dict_f")]
-            results = await run_all(bk.Backtest.run(SYM, strategy="dict_sig", exchange="synthetic", frame="dict_f"))
+            results = await run_all(
+                bk.Backtest.run(SYM, strategy="dict_sig", exchange="synthetic", frame="dict_f")
+            )
         assert results[0].action == "opened" and results[0].signal.position == "short"
         assert results[0].signal.note == "dict"
 
     async def test_a_constant_id_trades_only_once(self) -> None:
         async def same(symbol: str, when: datetime, price: float) -> bk.SignalDto:
-            return bk.SignalDto(position="long", price_take_profit=price * 1.01, price_stop_loss=price * 0.99,
-                                minute_estimated_time=30, id="fixed")
+            return bk.SignalDto(
+                position="long",
+                price_take_profit=price * 1.01,
+                price_stop_loss=price * 0.99,
+                minute_estimated_time=30,
+                id="fixed",
+            )
 
         with registered() as made:
             bk.add_strategy("same_id", interval="1m", get_signal=same)
             bk.add_frame("same_f", start=day(4), end=day(4, 6))
             made += [("strategies", "same_id"), ("frames", "same_f")]
-            results = await run_all(bk.Backtest.run(SYM, strategy="same_id", exchange="synthetic", frame="same_f"))
+            results = await run_all(
+                bk.Backtest.run(SYM, strategy="same_id", exchange="synthetic", frame="same_f")
+            )
         assert [r.action for r in results] == ["opened", "closed"]
 
 
@@ -78,7 +98,9 @@ class BrokenExchange:
         self.damage = damage
         self.market = SyntheticExchange()
 
-    async def get_candles(self, symbol: str, interval: str, since: datetime, limit: int) -> Sequence[bk.Candle]:
+    async def get_candles(
+        self, symbol: str, interval: str, since: datetime, limit: int
+    ) -> Sequence[bk.Candle]:
         candles = list(await self.market.get_candles(symbol, interval, since, limit))
         c = candles[-1]
         if self.damage == "short":
@@ -94,7 +116,9 @@ class BrokenExchange:
 
 class TestBadExchangeData:
     @pytest.mark.parametrize("damage", ["short", "misaligned", "nan", "inconsistent"])
-    async def test_unusable_candles_raise_a_typed_error_naming_symbol_interval_and_since(self, damage: str) -> None:
+    async def test_unusable_candles_raise_a_typed_error_naming_symbol_interval_and_since(
+        self, damage: str
+    ) -> None:
         bk.set_config(get_candles_retry_count=2, get_candles_retry_delay_ms=0)
         with registered() as made:
             bk.add_exchange(f"broken_{damage}", get_candles=BrokenExchange(damage).get_candles)
@@ -102,7 +126,9 @@ class TestBadExchangeData:
             made += [("exchanges", f"broken_{damage}"), ("frames", "broken_f")]
             with pytest.raises(bk.CandleDataError) as info:
                 await run_all(
-                    bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange=f"broken_{damage}", frame="broken_f")
+                    bk.Backtest.run(
+                        SYM, strategy="a_long_tp1_sl1", exchange=f"broken_{damage}", frame="broken_f"
+                    )
                 )
         text = str(info.value)
         assert "symbol=SYNUSDT" in text and "interval=1m" in text and "since=2024-01-0" in text
@@ -121,14 +147,16 @@ class TestBadExchangeData:
             bk.add_frame("down_f", start=day(5), end=day(5, 1))
             made += [("exchanges", "down_x"), ("frames", "down_f")]
             with pytest.raises(bk.ExchangeUnavailableError) as info:
-                await run_all(bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="down_x", frame="down_f"))
+                await run_all(
+                    bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="down_x", frame="down_f")
+                )
         assert attempts == 3
         assert isinstance(info.value.__cause__, ConnectionResetError)
 
 
 class TestRegistration:
     def test_unknown_names_list_what_is_registered(self) -> None:
-        with pytest.raises(bk.UnknownNameError, match="registered strategies: .*a_long_tp1_sl1"):
+        with pytest.raises(bk.UnknownNameError, match=r"registered strategies: .*a_long_tp1_sl1"):
             asyncio.run(run_all(bk.Backtest.run(SYM, strategy="nope", exchange="synthetic", frame="x")))
 
     def test_a_duplicate_name_is_refused_with_the_registered_names(self) -> None:
@@ -197,8 +225,12 @@ class TestRisk:
 
         async def sig(symbol: str, when: datetime, price: float) -> bk.SignalDto:
             calls.append(when)
-            return bk.SignalDto(position="long", price_take_profit=price * 1.01, price_stop_loss=price * 0.99,
-                                minute_estimated_time=30)
+            return bk.SignalDto(
+                position="long",
+                price_take_profit=price * 1.01,
+                price_stop_loss=price * 0.99,
+                minute_estimated_time=30,
+            )
 
         def only_on_the_hour(payload: dict[str, Any]) -> str | None:
             assert payload["activePositionCount"] == 0 and payload["currentSignal"]["position"] == "long"
@@ -211,7 +243,9 @@ class TestRisk:
             made += [("risks", "hourly"), ("strategies", "risky"), ("frames", "risky_f")]
             unsubscribe = bk.listen_risk(rejections.append)
             try:
-                results = await run_all(bk.Backtest.run(SYM, strategy="risky", exchange="synthetic", frame="risky_f"))
+                results = await run_all(
+                    bk.Backtest.run(SYM, strategy="risky", exchange="synthetic", frame="risky_f")
+                )
             finally:
                 unsubscribe()
         # rejected at 00:50..00:59 every minute (throttle rolled back), accepted at 01:00
@@ -221,7 +255,9 @@ class TestRisk:
 
 
 class TestBacktestUtilities:
-    async def test_reports_dumps_lists_and_once_listeners_work_without_any_enable_call(self, tmp_path: Path) -> None:
+    async def test_reports_dumps_lists_and_once_listeners_work_without_any_enable_call(
+        self, tmp_path: Path
+    ) -> None:
         dones: list[Any] = []
         progress: list[Any] = []
         with registered() as made:
@@ -230,11 +266,17 @@ class TestBacktestUtilities:
             bk.listen_done_backtest_once(dones.append)
             unsubscribe = bk.listen_progress_backtest(progress.append)
             try:
-                await run_all(bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="util_f"))
-                await run_all(bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="util_f"))
+                await run_all(
+                    bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="util_f")
+                )
+                await run_all(
+                    bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="util_f")
+                )
             finally:
                 unsubscribe()
-            report = await bk.Backtest.get_report(SYM, "a_long_tp1_sl1", columns=["position", "pnl", "reason"])
+            report = await bk.Backtest.get_report(
+                SYM, "a_long_tp1_sl1", columns=["position", "pnl", "reason"]
+            )
             path = await bk.Backtest.dump(SYM, "a_long_tp1_sl1", tmp_path)
         assert len(dones) == 1
         assert progress[-1].progress == 1.0
@@ -248,7 +290,9 @@ class TestBacktestUtilities:
             bk.add_frame("stop_f", start=day(9), end=day(10))
             made.append(("frames", "stop_f"))
             actions = []
-            async for r in bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="stop_f"):
+            async for r in bk.Backtest.run(
+                SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="stop_f"
+            ):
                 actions.append(r.action)
                 if r.action == "opened":
                     bk.Backtest.stop(SYM, "a_long_tp1_sl1")

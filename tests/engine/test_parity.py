@@ -41,7 +41,9 @@ def close_enough(got: Any, want: Any) -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def frame_f30() -> None:
     if "f30" not in registry.frames.items:
-        bk.add_frame("f30", start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 30, 23, 59, tzinfo=UTC))
+        bk.add_frame(
+            "f30", start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 30, 23, 59, tzinfo=UTC)
+        )
 
 
 async def run(strategy: str) -> list[dict[str, Any]]:

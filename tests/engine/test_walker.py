@@ -68,8 +68,13 @@ async def test_a_failing_strategy_is_reported_and_the_walk_goes_on(week: list[An
     bk.set_config(get_candles_retry_count=1, get_candles_retry_delay_ms=0)
     bk.add_strategy("wk_boom", interval="1h", get_signal=boom)
     week.append(("strategies", "wk_boom"))
-    bk.add_walker("wk_fail", strategies=["wk_boom", "a_long_tp1_sl1"], exchange="synthetic", frame="wk_week",
-                  metric="maxDrawdown")
+    bk.add_walker(
+        "wk_fail",
+        strategies=["wk_boom", "a_long_tp1_sl1"],
+        exchange="synthetic",
+        frame="wk_week",
+        metric="maxDrawdown",
+    )
     week.append(("walkers", "wk_fail"))
     callbacks = {
         "on_strategy_start": lambda name, symbol: events["start"].append(name),
@@ -84,7 +89,9 @@ async def test_a_failing_strategy_is_reported_and_the_walk_goes_on(week: list[An
 
     bk.add_exchange("wk_down", get_candles=broken_exchange)
     week.append(("exchanges", "wk_down"))
-    bk.add_walker("wk_fail2", strategies=["a_long_tp1_sl1", "d_sma_cross"], exchange="wk_down", frame="wk_week")
+    bk.add_walker(
+        "wk_fail2", strategies=["a_long_tp1_sl1", "d_sma_cross"], exchange="wk_down", frame="wk_week"
+    )
     week.append(("walkers", "wk_fail2"))
     progress = await run_all(bk.Walker.run(SYM, walker="wk_fail2", callbacks=callbacks))
     assert [p["error"] is not None for p in progress] == [True, True]
@@ -105,10 +112,29 @@ def test_ranking_rules_ties_keep_the_earlier_and_null_never_wins() -> None:
 def test_the_walker_cli_writes_the_comparison_as_json(tmp_path: Path) -> None:
     out = tmp_path / "walk.json"
     res = subprocess.run(
-        [sys.executable, "-m", "backtest_kit.cli", "walker", "--symbol", SYM,
-         "--strategies", "a_long_tp1_sl1,d_sma_cross", "--exchange", "synthetic",
-         "--frame", "2024-01-01..2024-01-03", "--metric", "totalPnl", "--jobs", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "backtest_kit.cli",
+            "walker",
+            "--symbol",
+            SYM,
+            "--strategies",
+            "a_long_tp1_sl1,d_sma_cross",
+            "--exchange",
+            "synthetic",
+            "--frame",
+            "2024-01-01..2024-01-03",
+            "--metric",
+            "totalPnl",
+            "--jobs",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     data = json.loads(out.read_text())

@@ -26,10 +26,27 @@ MINUTE = 60_000
 
 def live_command(state: Path, events: Path, until: str, strategy: str) -> list[str]:
     return [
-        sys.executable, "-m", "backtest_kit.cli", "live",
-        "--symbol", "SYNUSDT", "--strategy", strategy, "--exchange", "synthetic",
-        "--state-dir", str(state), "--replay-from", REPLAY_FROM, "--speed", "max",
-        "--until", until, "--events", str(events), "--quiet",
+        sys.executable,
+        "-m",
+        "backtest_kit.cli",
+        "live",
+        "--symbol",
+        "SYNUSDT",
+        "--strategy",
+        strategy,
+        "--exchange",
+        "synthetic",
+        "--state-dir",
+        str(state),
+        "--replay-from",
+        REPLAY_FROM,
+        "--speed",
+        "max",
+        "--until",
+        until,
+        "--events",
+        str(events),
+        "--quiet",
     ]
 
 
@@ -42,7 +59,12 @@ class CrashRun:
 
 
 def run_with_kills(
-    workdir: Path, *, kills: int, until: str, strategy: str = "a_long_tp1_sl1", seed: int = 7,
+    workdir: Path,
+    *,
+    kills: int,
+    until: str,
+    strategy: str = "a_long_tp1_sl1",
+    seed: int = 7,
     max_delay: float = 0.8,
 ) -> CrashRun:
     """Start, SIGKILL after a random delay, restart; ``kills`` times; then run to ``until``."""
@@ -110,7 +132,9 @@ def check_invariants(run: CrashRun) -> dict[str, int]:
     still_open = (run.state or {}).get("pending")
     open_id = still_open["id"] if still_open else None
     for sid in opened:
-        assert sid in closed or sid == open_id, f"signal {sid} opened, never closed, and not open in the state"
+        assert sid in closed or sid == open_id, (
+            f"signal {sid} opened, never closed, and not open in the state"
+        )
     for sid, row in closed.items():
         if row["action"] != "closed":
             continue

@@ -65,7 +65,9 @@ class TestStopSemantics:
         name = strategy(names, "live_never", never)
         await bk.Live.stop(SYM, name)  # requested before the run: it drains at once
         results = await collect(
-            bk.Live.run(SYM, strategy=name, exchange="synthetic", clock=replay(), persistence=bk.MemoryPersistence())
+            bk.Live.run(
+                SYM, strategy=name, exchange="synthetic", clock=replay(), persistence=bk.MemoryPersistence()
+            )
         )
         assert results == []
         assert calls == []
@@ -74,7 +76,9 @@ class TestStopSemantics:
     async def test_an_open_signal_closes_before_the_trader_stops(self, names: list[str]) -> None:
         name = strategy(names, "live_open_then_stop", bk.examples.a_long_tp1_sl1)
         seen: list[str] = []
-        gen = bk.Live.run(SYM, strategy=name, exchange="synthetic", clock=replay(), persistence=bk.MemoryPersistence())
+        gen = bk.Live.run(
+            SYM, strategy=name, exchange="synthetic", clock=replay(), persistence=bk.MemoryPersistence()
+        )
         async for r in gen:
             seen.append(r.action)
             if r.action == "opened":
@@ -119,21 +123,29 @@ class TestRestore:
         async def once(symbol: str, when: datetime, price: float) -> bk.SignalDto | None:
             calls.append(when)
             return bk.SignalDto(
-                position="long", price_take_profit=price * 1.02, price_stop_loss=price * 0.98,
-                minute_estimated_time=600, id="only-one",
+                position="long",
+                price_take_profit=price * 1.02,
+                price_stop_loss=price * 0.98,
+                minute_estimated_time=600,
+                id="only-one",
             )
 
         name = strategy(names, "live_restore", once)
         persist = bk.FilePersistence(tmp_path)
         first = await collect(
-            bk.Live.run(SYM, strategy=name, exchange="synthetic", clock=replay(persist), persistence=persist), limit=1
+            bk.Live.run(SYM, strategy=name, exchange="synthetic", clock=replay(persist), persistence=persist),
+            limit=1,
         )
         assert first[0].action == "opened" and len(calls) == 1
         record = json.loads((tmp_path / f"{state_key(SYM, name, 'synthetic')}.json").read_text())
         assert record["pending"]["id"] == "only-one"
         restored_events: list[Any] = []
         gen = bk.Live.run(
-            SYM, strategy=name, exchange="synthetic", clock=replay(persist), persistence=persist,
+            SYM,
+            strategy=name,
+            exchange="synthetic",
+            clock=replay(persist),
+            persistence=persist,
             on_restore=restored_events.append,
         )
         second = await collect(gen, limit=1)
@@ -159,7 +171,11 @@ class TestRestore:
         persist = bk.FilePersistence(tmp_path)
         try:
             gen = bk.Live.run(
-                SYM, strategy=name, exchange="synthetic", clock=replay(), persistence=persist,
+                SYM,
+                strategy=name,
+                exchange="synthetic",
+                clock=replay(),
+                persistence=persist,
                 until=START + 30 * MINUTE_MS,
             )
             results = await collect(gen)
@@ -183,8 +199,12 @@ class TestTickLoop:
         try:
             await collect(
                 bk.Live.run(
-                    SYM, strategy=name, exchange="synthetic", clock=replay(),
-                    persistence=bk.MemoryPersistence(), until=START + 10 * MINUTE_MS,
+                    SYM,
+                    strategy=name,
+                    exchange="synthetic",
+                    clock=replay(),
+                    persistence=bk.MemoryPersistence(),
+                    until=START + 10 * MINUTE_MS,
                 )
             )
         finally:
@@ -223,8 +243,12 @@ class TestTickLoop:
         try:
             await collect(
                 bk.Live.run(
-                    SYM, strategy=name, exchange="flaky_live", clock=replay(),
-                    persistence=bk.MemoryPersistence(), until=START + 10 * MINUTE_MS,
+                    SYM,
+                    strategy=name,
+                    exchange="flaky_live",
+                    clock=replay(),
+                    persistence=bk.MemoryPersistence(),
+                    until=START + 10 * MINUTE_MS,
                 )
             )
         finally:
@@ -238,7 +262,9 @@ class TestTickLoop:
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     return res.returncode == 0
 
 
@@ -251,7 +277,9 @@ needs_mount = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmp
 
 @needs_mount
 class TestStorageFailures:
-    def test_a_read_only_state_directory_gives_a_clear_error_and_keeps_the_state(self, tmp_path: Path) -> None:
+    def test_a_read_only_state_directory_gives_a_clear_error_and_keeps_the_state(
+        self, tmp_path: Path
+    ) -> None:
         mnt = tmp_path / "ro"
         if not _mount_tmpfs(mnt, "1m"):
             pytest.skip("tmpfs mount refused here")
@@ -277,7 +305,7 @@ class TestStorageFailures:
             pytest.skip("tmpfs mount refused here")
         try:
             events = tmp_path / "events.jsonl"
-            cmd = _cli_args(mnt, until="2024-01-02T00:00:00Z", speed="1200") + ["--events", str(events)]
+            cmd = [*_cli_args(mnt, until="2024-01-02T00:00:00Z", speed="1200"), "--events", str(events)]
             proc = subprocess.Popen([sys.executable, *cmd], stderr=subprocess.PIPE, text=True)
             state = mnt / "live" / "SYNUSDT_a_long_tp1_sl1_synthetic.json"
             deadline = time.monotonic() + 60
@@ -315,9 +343,24 @@ def _fill(path: Path) -> None:
 
 def _cli_args(state: Path, until: str, speed: str = "max") -> list[str]:
     return [
-        "-m", "backtest_kit.cli", "live", "--symbol", SYM, "--strategy", "a_long_tp1_sl1",
-        "--exchange", "synthetic", "--state-dir", str(state), "--replay-from", "2024-01-01T00:00:00Z",
-        "--speed", speed, "--until", until, "--quiet",
+        "-m",
+        "backtest_kit.cli",
+        "live",
+        "--symbol",
+        SYM,
+        "--strategy",
+        "a_long_tp1_sl1",
+        "--exchange",
+        "synthetic",
+        "--state-dir",
+        str(state),
+        "--replay-from",
+        "2024-01-01T00:00:00Z",
+        "--speed",
+        speed,
+        "--until",
+        until,
+        "--quiet",
     ]
 
 
