@@ -64,7 +64,9 @@ class ReportStore:
 
 def trade_of(r: ClosedResult) -> Trade:
     s = r.signal
-    return Trade(r.pnl.pnl_percentage, s.pending_at, r.close_timestamp, s.peak_pnl, s.fall_pnl)
+    return Trade(
+        r.pnl.pnl_percentage, s.pending_at, r.close_timestamp, s.peak_pnl, s.fall_pnl, r.pnl.price_close
+    )
 
 
 # --------------------------------------------------------------------------- rendering
@@ -198,6 +200,9 @@ def render_markdown(
         f"**Average peak / fall PNL:** {_pct(stats['avgPeakPnl'])} / {_pct(stats['avgFallPnl'])}",
         f"**Average consecutive win / loss PNL:** {_pct(stats['avgConsecutiveWinPnl'])} / "
         f"{_pct(stats['avgConsecutiveLossPnl'])}",
+        f"**Price trend:** {stats['trend'] or 'N/A'} ({_pct(stats['trendStrength'])}/day, "
+        f"R² {_num(stats['trendConfidence'])}); median step {_pct(stats['medianStepSize'], signed=False)}; "
+        f"buyer/seller pressure {_num(stats['buyerPressure'])}/{_num(stats['sellerPressure'])}",
         "",
     ]
     return "\n".join(lines)

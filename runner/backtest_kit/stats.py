@@ -22,6 +22,7 @@ class Trade(NamedTuple):
     close_timestamp: int
     peak_pnl: float
     fall_pnl: float
+    close_price: float = math.nan
 
     @staticmethod
     def from_flat(row: dict[str, Any]) -> Trade:
@@ -31,6 +32,7 @@ class Trade(NamedTuple):
             row["closeTimestamp"],
             row["peakPnlPercentage"],
             row["maxDrawdownPnlPercentage"],
+            row.get("pnlPriceClose") or math.nan,
         )
 
 
@@ -60,6 +62,15 @@ STAT_FIELDS = (
     "avgWinDuration",
     "avgLossDuration",
     "maxDrawdown",
+    "medianStepSize",
+    "buyerPressure",
+    "sellerPressure",
+    "buyerStrength",
+    "sellerStrength",
+    "pressureImbalance",
+    "trend",
+    "trendStrength",
+    "trendConfidence",
 )
 
 
@@ -218,4 +229,65 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
         avgLossDuration=_mean([minutes(t) for t in newest if t.pnl < 0]),
         maxDrawdown=max_dd,
     )
+    if n >= 10:
+        out.update(price_profile(chrono))
     return {k: (_safe(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def price_profile(chrono: Sequence[Trade]) -> dict[str, Any]:
+    """How the close prices moved from trade to trade (trades in close order, at least 10).
+
+    Step sizes are relative changes between consecutive close prices; pressure counts up and
+    down steps, strength weighs them by size; the trend is an OLS fit of ln(close) on days.
+    """
+    closes = [t.close_price for t in chrono]
+    if any(not math.isfinite(c) or c <= 0 for c in closes):
+        return {}
+    steps = [(closes[i] - closes[i - 1]) / closes[i - 1] for i in range(1, len(closes))]
+    sizes = sorted(abs(x) for x in steps)
+    m = len(sizes)
+    median_step = (sizes[m // 2 - 1] + sizes[m // 2]) / 2 * 100 if m % 2 == 0 else sizes[m // 2] * 100
+    up = sum(1 for x in steps if x > 0)
+    down = sum(1 for x in steps if x < 0)
+    up_size = 0.0
+    down_size = 0.0
+    for x in steps:
+        if x > 0:
+            up_size += x
+        elif x < 0:
+            down_size -= x
+    buyer_p = up / (up + down) if up + down else 0.5
+    buyer_s = up_size / (up_size + down_size) if up_size + down_size else 0.5
+    t0 = chrono[0].close_timestamp
+    xs = [(t.close_timestamp - t0) / DAY_MS for t in chrono]
+    ys = [math.log(c) for c in closes]
+    mx = sum(xs) / len(xs)
+    my = sum(ys) / len(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sst = sum((y - my) ** 2 for y in ys)
+    if sxx <= 0 or sst <= 0:
+        slope, r2 = 0.0, 0.0
+    else:
+        slope = sxy / sxx
+        intercept = my - slope * mx
+        ssr = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+        r2 = 1 - ssr / sst
+    strength = slope * 100
+    if r2 < 0.30:
+        trend = "sideways"
+    elif abs(strength) < 0.25 * median_step:
+        trend = "neutral"
+    else:
+        trend = "bullish" if strength > 0 else "bearish"
+    return {
+        "medianStepSize": median_step,
+        "buyerPressure": buyer_p,
+        "sellerPressure": 1 - buyer_p if up + down else 0.5,
+        "buyerStrength": buyer_s,
+        "sellerStrength": 1 - buyer_s if up_size + down_size else 0.5,
+        "pressureImbalance": buyer_s - (1 - buyer_s),
+        "trend": trend,
+        "trendStrength": strength,
+        "trendConfidence": r2,
+    }
