@@ -21,7 +21,8 @@ from backtest_kit.cli import resolve_frame
 strategy, frame = sys.argv[1], sys.argv[2]
 async def main():
     n = 0
-    async for r in bk.Backtest.run("SYNUSDT", strategy=strategy, exchange="synthetic", frame=resolve_frame(frame)):
+    frame_schema = resolve_frame(frame)
+    async for r in bk.Backtest.run("SYNUSDT", strategy=strategy, exchange="synthetic", frame=frame_schema):
         n += 1
     stats = await bk.Backtest.get_data("SYNUSDT", strategy)
     return n, stats["totalSignals"]
@@ -35,7 +36,9 @@ print(json.dumps({"import_s": t1 - t0, "run_s": t2 - t1, "results": results, "tr
 
 def measure(strategy: str, frame: str) -> dict[str, float]:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, strategy, frame], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, strategy, frame], capture_output=True, text=True, check=True
+    )
     wall = time.perf_counter() - start
     data: dict[str, float] = json.loads(out.stdout)
     data["wall_s"] = wall
@@ -48,18 +51,25 @@ def main() -> None:
     runs = [measure("a_long_tp1_sl1", year) for _ in range(5)]
     walls = sorted(r["wall_s"] for r in runs)
     print(f"365-day a_long_tp1_sl1 (525,600 ticks, {int(runs[0]['trades'])} trades), whole process, 5 runs:")
-    print(f"  wall median {walls[2]:.2f} s (min {walls[0]:.2f}, max {walls[-1]:.2f}); "
-          f"peak RSS {max(r['rss_mb'] for r in runs):.0f} MB; "
-          f"engine run {sorted(r['run_s'] for r in runs)[2]:.2f} s, imports {runs[0]['import_s']:.2f} s")
+    print(
+        f"  wall median {walls[2]:.2f} s (min {walls[0]:.2f}, max {walls[-1]:.2f}); "
+        f"peak RSS {max(r['rss_mb'] for r in runs):.0f} MB; "
+        f"engine run {sorted(r['run_s'] for r in runs)[2]:.2f} s, imports {runs[0]['import_s']:.2f} s"
+    )
     print("scaling with frame length (a_long_tp1_sl1, trades grow with the frame):")
     for days, end in ((30, "2024-01-30"), (91, "2024-03-31"), (182, "2024-06-30"), (365, "2024-12-30")):
         r = measure("a_long_tp1_sl1", f"2024-01-01..{end}")
-        print(f"  {days:3d} days: {r['run_s']:.3f} s run, {int(r['trades']):5d} trades, "
-              f"{r['run_s'] / max(r['trades'], 1) * 1e6:.1f} us/trade, wall {r['wall_s']:.2f} s")
+        print(
+            f"  {days:3d} days: {r['run_s']:.3f} s run, {int(r['trades']):5d} trades, "
+            f"{r['run_s'] / max(r['trades'], 1) * 1e6:.1f} us/trade, wall {r['wall_s']:.2f} s"
+        )
     print("scaling with number of trades (365 days, same ticks):")
     for strategy in ("d_sma_cross", "c_limit_sched", "a_long_tp1_sl1"):
         r = measure(strategy, year)
-        print(f"  {strategy:15s}: {int(r['trades']):5d} trades, run {r['run_s']:.3f} s, wall {r['wall_s']:.2f} s")
+        print(
+            f"  {strategy:15s}: {int(r['trades']):5d} trades, "
+            f"run {r['run_s']:.3f} s, wall {r['wall_s']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class ReplayClock:
         self.wall = wall or WallClock()
         self._anchor_wall: int
         self._position = start_ms
+        self._stored_at = 0.0
         stored = persistence.read(self.ANCHOR_KEY) if persistence is not None else None
         if (
             stored is not None
@@ -122,8 +123,13 @@ class ReplayClock:
     def advanced(self, when_ms: int) -> None:
         if self.max_speed:
             self._position = max(self._position, when_ms + MINUTE_MS)
-            # a crash re-ticks at most one minute; atomic rename survives a killed process
-            self._store(durable=False)
+            # Stored about once a second: after a crash the replay resumes from here and re-ticks
+            # the minutes since, which changes nothing (live state records its last changed
+            # minute and those ticks are deterministic); it only saves the work.
+            now = time.monotonic()
+            if now - self._stored_at >= 1.0:
+                self._stored_at = now
+                self._store(durable=False)
 
 
 def _speed_json(speed: float) -> float | str:

@@ -200,6 +200,8 @@ class LiveMode:
         skey: str,
         when: int,
         last: AnyResult | None = None,
+        *,
+        durable: bool = True,
     ) -> None:
         last_row = last.flat() if last is not None else session.last_result  # type: ignore[union-attr]
         record: dict[str, Any] = {
@@ -215,7 +217,7 @@ class LiveMode:
             "lastTickMs": when,
             "updatedAt": iso(int(time.time() * 1000)),
         }
-        store_.write(skey, record)
+        store_.write(skey, record, durable=durable)
         if last is not None:
             session.last_result = last_row
 
@@ -247,7 +249,9 @@ class LiveMode:
             update = core.track_update(row, [vwap])
             if update:
                 core.pending = row.model_copy(update=update)
-                self._persist(session, core, store_, skey, when)
+                # peak/drawdown bookkeeping: atomic (a crash keeps it) but not fsynced, since
+                # losing the latest extreme to a power cut changes statistics, not positions
+                self._persist(session, core, store_, skey, when, durable=False)
             await self._emit(build(ActiveResult, signal=core.pending, **core._meta(when, vwap)))
             return out, False
         if core.scheduled is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.live.crashcheck import check_invariants, run_clean, run_with_kills, without_ids
 
-UNTIL = "2024-01-05T00:00:00Z"
+UNTIL = "2024-01-20T00:00:00Z"
 
 
 def test_twenty_kills_and_restarts_keep_every_signal_exactly_once(tmp_path: Path) -> None:
