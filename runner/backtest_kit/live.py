@@ -84,14 +84,20 @@ class LiveMode:
         persistence: PersistenceAdapter | None = None,
         until: int | None = None,
         on_restore: Callable[[dict[str, Any] | None], Any] | None = None,
+        tick_ms: int = MINUTE_MS,
     ) -> AsyncIterator[AnyResult]:
         """Yield ``opened``, ``closed`` and ``cancelled`` results until stopped (or ``until`` ms).
 
         ``on_restore`` receives the last result recorded in the restored state (or ``None``)
         before the first tick, so a consumer can make up for a result it never received
-        because the process died between persisting and yielding it.
+        because the process died between persisting and yielding it. ``tick_ms`` is the tick
+        period (a whole number of minutes; ticks are aligned to it).
         """
         cfg = get_config()
+        if tick_ms <= 0 or tick_ms % MINUTE_MS:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(f"tick_ms must be a positive whole number of minutes, got {tick_ms}")
         strat = registry.strategies.get(strategy)
         client = ExchangeClient(registry.exchanges.get(exchange), backtest=False, config=cfg)
         store_ = persistence or FilePersistence(cfg.state_dir)
@@ -117,13 +123,13 @@ class LiveMode:
         await core.callback("on_init", symbol)
         try:
             while True:
-                when = clock.now_ms() // MINUTE_MS * MINUTE_MS
+                when = clock.now_ms() // tick_ms * tick_ms
                 if until is not None and when >= until:
                     break
                 if session.resume_after is not None and when <= session.resume_after:
                     # a restart within a minute whose change is already durable: do not redo it
                     clock.advanced(session.resume_after)
-                    await clock.sleep_until(session.resume_after + MINUTE_MS + cfg.live_settle_delay_ms)
+                    await clock.sleep_until(session.resume_after + tick_ms + cfg.live_settle_delay_ms)
                     continue
                 started = time.perf_counter()
                 results: Sequence[AnyResult] = ()
@@ -147,7 +153,7 @@ class LiveMode:
                 if finished:
                     break
                 clock.advanced(when)
-                await clock.sleep_until(when + MINUTE_MS + cfg.live_settle_delay_ms)
+                await clock.sleep_until(when + tick_ms + cfg.live_settle_delay_ms)
         except BaseException as exc:
             if not isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
                 await exit_subject.emit(exc)

@@ -93,6 +93,7 @@ class WalkerSchema:
     exchange: str
     frame: str
     metric: str = "sharpeRatio"
+    callbacks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 S = TypeVar("S")
@@ -262,17 +263,29 @@ def add_walker(
     exchange: str,
     frame: str,
     metric: str = "sharpeRatio",
+    callbacks: Mapping[str, Callable[..., Any]] | None = None,
     replace: bool = False,
 ) -> WalkerSchema:
-    """Register a comparison of ``strategies`` on one exchange and frame by ``metric``."""
+    """Register a comparison of ``strategies`` on one exchange and frame by ``metric``.
+
+    ``callbacks``: ``on_strategy_start(name, symbol)``, ``on_strategy_complete(name, symbol,
+    stats, metric_value)``, ``on_strategy_error(name, symbol, exc)``.
+    """
     if metric not in METRICS:
         raise ConfigurationError(f"walker {name!r}: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     if not strategies:
         raise ConfigurationError(f"walker {name!r}: needs at least one strategy")
     if len(set(strategies)) != len(strategies):
         raise ConfigurationError(f"walker {name!r}: a strategy is listed twice")
+    known = {"on_strategy_start", "on_strategy_complete", "on_strategy_error"}
+    cbs = dict(callbacks or {})
+    unknown = sorted(set(cbs) - known)
+    if unknown:
+        raise ConfigurationError(f"walker {name!r}: unknown callbacks {unknown}; known: {sorted(known)}")
+    for key, fn in cbs.items():
+        _require_callable("walker", name, f"callback {key}", fn)
     return registry.walkers.add(
-        name, WalkerSchema(name, tuple(strategies), exchange, frame, metric), replace=replace
+        name, WalkerSchema(name, tuple(strategies), exchange, frame, metric, cbs), replace=replace
     )
 
 

@@ -95,7 +95,7 @@ class WalkerMode:
             registry.strategies.get(name)
         if jobs < 1:
             raise ConfigurationError(f"jobs must be >= 1, got {jobs}")
-        cbs = dict(callbacks or {})
+        cbs = {**schema.callbacks, **(callbacks or {})}
         rec = WalkRecord(schema, symbol, status="running")
         self._walks[(symbol, schema.name)] = rec
         total = len(schema.strategies)

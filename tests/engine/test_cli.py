@@ -151,3 +151,22 @@ def test_data_the_market_does_not_have_exits_1_naming_the_request() -> None:
         "2024-01-01..2024-01-02",
     )
     assert res.returncode == 1 and "symbol=BTCUSDT" in res.stderr and "interval=1m" in res.stderr
+
+
+def test_the_chart_can_be_a_png(tmp_path: Path) -> None:
+    res = cli(
+        "backtest",
+        "--symbol",
+        "SYNUSDT",
+        "--strategy",
+        "a_long_tp1_sl1",
+        "--exchange",
+        "synthetic",
+        "--frame",
+        "2024-01-01..2024-01-03",
+        "--chart",
+        str(tmp_path / "c.png"),
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -141,3 +141,43 @@ def test_the_walker_cli_writes_the_comparison_as_json(tmp_path: Path) -> None:
     assert data["metric"] == "totalPnl" and len(data["strategyResults"]) == 2
     assert data["bestStrategy"] in ("a_long_tp1_sl1", "d_sma_cross")
     assert "# Walker Report" in res.stdout
+
+
+async def test_a_parameter_grid_of_one_strategy_is_walked_and_ranked(week: list[Any]) -> None:
+    def make(tp: float) -> Any:
+        async def grid(symbol: str, when: datetime, price: float) -> bk.SignalDto:
+            return bk.SignalDto(
+                position="long",
+                price_take_profit=price * (1 + tp),
+                price_stop_loss=price * 0.99,
+                minute_estimated_time=120,
+            )
+
+        return grid
+
+    names = []
+    for tp in (0.006, 0.01, 0.02):
+        name = f"grid_tp{tp}"
+        bk.add_strategy(name, interval="15m", get_signal=make(tp))
+        week.append(("strategies", name))
+        names.append(name)
+    completed: list[str] = []
+    bk.add_walker(
+        "wk_grid",
+        strategies=names,
+        exchange="synthetic",
+        frame="wk_week",
+        metric="totalPnl",
+        callbacks={"on_strategy_complete": lambda n, s, st, v: completed.append(n)},
+    )
+    week.append(("walkers", "wk_grid"))
+    await run_all(bk.Walker.run(SYM, walker="wk_grid"))
+    data = await bk.Walker.get_data(SYM, "wk_grid")
+    totals = {r["strategyName"]: r["stats"]["totalPnl"] for r in data["strategyResults"]}
+    assert len(set(totals.values())) == 3, "different parameters must trade differently"
+    assert data["bestStrategy"] == max(totals, key=lambda n: totals[n])
+    assert completed == names
+    with pytest.raises(bk.ConfigurationError, match="unknown callbacks"):
+        bk.add_walker(
+            "wk_bad_cb", strategies=names, exchange="synthetic", frame="wk_week", callbacks={"on_done": print}
+        )

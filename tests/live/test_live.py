@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -390,3 +391,35 @@ def test_background_returns_a_callable_that_drains(names: list[str]) -> None:
 
     seen = asyncio.run(main())
     assert seen[-1] == "closed" and seen.count("opened") == 1
+
+
+async def test_live_reports_and_ticks_on_a_longer_period(names: list[str], tmp_path: Path) -> None:
+    name = strategy(names, "live_period", bk.examples.a_long_tp1_sl1)
+    ticks: list[int] = []
+    unsubscribe = bk.listen_performance(
+        lambda e: ticks.append(e.timestamp) if e.metric == "live_tick" else None
+    )
+    try:
+        results = await collect(
+            bk.Live.run(
+                SYM,
+                strategy=name,
+                exchange="synthetic",
+                clock=replay(start=START + 2 * MINUTE_MS),
+                persistence=bk.MemoryPersistence(),
+                until=START + 6 * 60 * MINUTE_MS,
+                tick_ms=5 * MINUTE_MS,
+            )
+        )
+    finally:
+        unsubscribe()
+    assert ticks[0] == START and all(b - a == 5 * MINUTE_MS for a, b in itertools.pairwise(ticks))
+    assert any(r.action == "closed" for r in results)
+    stats = await bk.Live.get_data(SYM, name)
+    assert stats["totalSignals"] == sum(1 for r in results if r.action == "closed")
+    report = await bk.Live.get_report(SYM, name)
+    assert report.startswith(f"# Live Report: {name}")
+    path = await bk.Live.dump(SYM, name, tmp_path)
+    assert path.read_text() == report
+    with pytest.raises(bk.ConfigurationError, match="whole number of minutes"):
+        await collect(bk.Live.run(SYM, strategy=name, exchange="synthetic", tick_ms=90_000))
