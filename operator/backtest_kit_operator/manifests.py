@@ -1,0 +1,359 @@
+"""Pure builders of the Kubernetes objects the operator owns: runner pod, state PVC, Walker Job,
+Walker report ConfigMap.
+
+Every function here takes plain data (the custom object's body, the operator settings) and returns
+a manifest dict: no API calls, no clock, no randomness. That keeps the "what should exist" decision
+testable in isolation and makes reconciliation idempotent: building twice gives the same object,
+and the hash of the pod-relevant spec fields tells whether a running pod is out of date.
+
+Names are deterministic on purpose. The runner pod of LiveTrader ``x`` is always ``x-runner``, so
+the API server itself refuses (409 AlreadyExists) a second runner for the same trader while the
+first pod object exists, whatever the operator believes after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .models import LiveTraderSpec, Runner, StrategyModule, WalkerSpec, parse_trader_spec, parse_walker_spec
+from .settings import OperatorSettings
+
+GROUP = "backtestkit.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+FINALIZER = f"{GROUP}/drain"
+ABANDON_DRAIN_ANNOTATION = f"{GROUP}/abandon-drain"
+SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
+TRADER_LABEL = f"{GROUP}/livetrader"
+WALKER_LABEL = f"{GROUP}/walker"
+NAME_LABEL = "app.kubernetes.io/name"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "backtest-kit-operator"
+RUNNER_APP = "backtest-kit-runner"
+WALKER_TASK_APP = "backtest-kit-walker-task"
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+STATE_DIR = "/var/lib/backtest-kit"
+MODULE_DIR = "/etc/backtest-kit/strategy"
+TERMINATION_LOG = "/dev/termination-log"
+HTTP_PORT = 8080
+REPORT_KEY = "report.json"
+
+
+def runner_pod_name(trader_name: str) -> str:
+    return f"{trader_name}-runner"
+
+
+def state_pvc_name(trader_name: str) -> str:
+    return f"{trader_name}-state"
+
+
+def walker_job_name(walker_name: str) -> str:
+    return f"{walker_name}-job"
+
+
+def report_configmap_name(walker_name: str) -> str:
+    return f"{walker_name}-report"
+
+
+def owner_reference(owner: Mapping[str, Any], *, kind: str) -> dict[str, Any]:
+    """A controller owner reference to the custom object ``owner`` (GC deletes dependents with it)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def trader_labels(trader_name: str) -> dict[str, str]:
+    return {NAME_LABEL: RUNNER_APP, TRADER_LABEL: trader_name, MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def walker_labels(walker_name: str) -> dict[str, str]:
+    return {NAME_LABEL: WALKER_TASK_APP, WALKER_LABEL: walker_name, MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _image(runner: Runner, settings: OperatorSettings) -> tuple[str, str]:
+    return (
+        runner.image or settings.runner_image,
+        runner.image_pull_policy or settings.runner_image_pull_policy,
+    )
+
+
+def _resources(runner: Runner) -> dict[str, Any]:
+    if runner.resources is None:
+        return {}
+    out: dict[str, Any] = {}
+    if runner.resources.requests:
+        out["requests"] = dict(runner.resources.requests)
+    if runner.resources.limits:
+        out["limits"] = dict(runner.resources.limits)
+    return out
+
+
+def _module_parts(
+    module: StrategyModule | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Volumes, mounts and the ``BACKTEST_KIT_LOAD`` value for an optional strategy module."""
+    if module is None:
+        return [], [], None
+    if module.config_map is not None:
+        volume = {
+            "name": "strategy",
+            "configMap": {
+                "name": module.config_map.name,
+                "items": [{"key": module.config_map.key, "path": module.config_map.key}],
+            },
+        }
+        mount = {"name": "strategy", "mountPath": MODULE_DIR, "readOnly": True}
+        return [volume], [mount], f"{MODULE_DIR}/{module.config_map.key}"
+    return [], [], module.python
+
+
+def _env(pairs: Sequence[tuple[str, str | None]]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in pairs if value is not None]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat().replace("+00:00", "Z"))
+
+
+def runner_spec_hash(spec: LiveTraderSpec, settings: OperatorSettings) -> str:
+    """Hash of every spec field baked into the runner pod (strategy, replay, runner, default image).
+
+    A pod whose ``spec-hash`` annotation differs runs an outdated spec and is replaced once no
+    signal is open. Immutable fields (symbol, exchange, storage) are included too, harmlessly.
+    """
+    image, pull = _image(spec.runner, settings)
+    relevant = {
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "image": image,
+        "pull": pull,
+    }
+    return hashlib.sha256(_json(relevant).encode()).hexdigest()[:16]
+
+
+def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The one runner pod of a LiveTrader (``<name>-runner``), mounting its state PVC.
+
+    ``restartPolicy: OnFailure``: a crashed or killed runner (non-zero exit) is restarted in place
+    by the kubelet and resumes from the PVC; a runner that drained or reached ``until`` exits 0 and
+    the pod ends ``Succeeded``, which is what the deletion finalizer waits for.
+    """
+    meta = trader["metadata"]
+    name = meta["name"]
+    spec = parse_trader_spec(trader.get("spec") or {})
+    image, pull = _image(spec.runner, settings)
+    volumes, mounts, load = _module_parts(spec.strategy.module)
+    replay = spec.replay
+    env = _env(
+        [
+            ("BACKTEST_KIT_SYMBOL", spec.symbol),
+            ("BACKTEST_KIT_STRATEGY", spec.strategy.name),
+            ("BACKTEST_KIT_PARAMS", _json(spec.strategy.parameters)),
+            ("BACKTEST_KIT_EXCHANGE", spec.exchange.runner_argument),
+            (
+                "BACKTEST_KIT_EXCHANGE_OPTIONS",
+                _json(spec.exchange.options) if spec.exchange.options else None,
+            ),
+            ("BACKTEST_KIT_STATE_DIR", STATE_DIR),
+            ("BACKTEST_KIT_LOAD", load),
+            ("BACKTEST_KIT_REPLAY_FROM", _iso(replay.from_) if replay else None),
+            ("BACKTEST_KIT_SPEED", repr(replay.speed) if replay else None),
+            ("BACKTEST_KIT_UNTIL", _iso(replay.until) if replay and replay.until else None),
+        ]
+    )
+    container: dict[str, Any] = {
+        "name": "runner",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["python", "-m", "backtest_kit_runner", "live"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}, *mounts],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _container_security(),
+    }
+    resources = _resources(spec.runner)
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": runner_pod_name(name),
+            "namespace": meta.get("namespace"),
+            "labels": {**settings.pod_labels, **trader_labels(name)},
+            "annotations": {SPEC_HASH_ANNOTATION: runner_spec_hash(spec, settings)},
+            "ownerReferences": [owner_reference(trader, kind="LiveTrader")],
+        },
+        "spec": {
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 30,
+            "enableServiceLinks": False,
+            "automountServiceAccountToken": False,
+            "containers": [container],
+            "volumes": [
+                {"name": "state", "persistentVolumeClaim": {"claimName": state_pvc_name(name)}},
+                *volumes,
+            ],
+        },
+    }
+
+
+def build_pvc(trader: Mapping[str, Any]) -> dict[str, Any]:
+    """The ReadWriteOnce state volume of a LiveTrader (``<name>-state``).
+
+    It is owned by the LiveTrader (garbage-collected with it) only with ``reclaimPolicy: Delete``;
+    with ``Retain`` it outlives the LiveTrader, and a new LiveTrader of the same name resumes from it.
+    """
+    meta = trader["metadata"]
+    name = meta["name"]
+    spec = parse_trader_spec(trader.get("spec") or {})
+    pvc_meta: dict[str, Any] = {
+        "name": state_pvc_name(name),
+        "namespace": meta.get("namespace"),
+        "labels": trader_labels(name),
+    }
+    if spec.storage.reclaim_policy == "Delete":
+        pvc_meta["ownerReferences"] = [owner_reference(trader, kind="LiveTrader")]
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        pvc_spec["storageClassName"] = spec.storage.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": pvc_meta, "spec": pvc_spec}
+
+
+def walker_tasks(spec: WalkerSpec) -> list[dict[str, Any]]:
+    """``BACKTEST_KIT_TASKS``: one ``{label, strategy, params}`` per Job index, in spec order."""
+    return [
+        {"label": entry.effective_label, "strategy": entry.name, "params": dict(entry.parameters)}
+        for entry in spec.strategies
+    ]
+
+
+def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """An Indexed Job with one completion per strategy, each running ``walker-task``.
+
+    Pods never restart in place (``restartPolicy: Never``) so each attempt leaves its own
+    termination message. Retries are per index (``backoffLimitPerIndex: 1``), and a task that
+    refuses its configuration (exit code 2) fails only its own index at once (``FailIndex``): one
+    bad parameter set never costs the other strategies their results. Clusters without per-index
+    backoff (before 1.29) ignore both fields and fall back to the default ``backoffLimit``.
+    """
+    meta = walker["metadata"]
+    name = meta["name"]
+    spec = parse_walker_spec(walker.get("spec") or {})
+    image, pull = _image(spec.runner, settings)
+    volumes, mounts, load = _module_parts(spec.module)
+    total = len(spec.strategies)
+    env = _env(
+        [
+            ("BACKTEST_KIT_TASKS", _json(walker_tasks(spec))),
+            ("BACKTEST_KIT_SYMBOL", spec.symbol),
+            ("BACKTEST_KIT_EXCHANGE", spec.exchange.runner_argument),
+            (
+                "BACKTEST_KIT_EXCHANGE_OPTIONS",
+                _json(spec.exchange.options) if spec.exchange.options else None,
+            ),
+            ("BACKTEST_KIT_FRAME", f"{_iso(spec.frame.start)}..{_iso(spec.frame.end)}"),
+            ("BACKTEST_KIT_FRAME_INTERVAL", spec.frame.interval),
+            ("BACKTEST_KIT_METRIC", spec.metric),
+            ("BACKTEST_KIT_LOAD", load),
+            ("BACKTEST_KIT_OUTPUT", TERMINATION_LOG),
+        ]
+    )
+    container: dict[str, Any] = {
+        "name": "walker-task",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["python", "-m", "backtest_kit_runner", "walker-task"],
+        "env": env,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": _container_security(),
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    resources = _resources(spec.runner)
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "containers": [container],
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+    labels = walker_labels(name)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": walker_job_name(name),
+            "namespace": meta.get("namespace"),
+            "labels": labels,
+            "ownerReferences": [owner_reference(walker, kind="Walker")],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": total,
+            "parallelism": min(spec.parallelism, total),
+            "backoffLimitPerIndex": 1,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailIndex",
+                        "onExitCodes": {"containerName": "walker-task", "operator": "In", "values": [2]},
+                    }
+                ]
+            },
+            "template": {"metadata": {"labels": {**settings.pod_labels, **labels}}, "spec": pod_spec},
+        },
+    }
+
+
+def build_report_configmap(walker: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap ``<walker>-report`` holding the full ranking as JSON, owned by the Walker."""
+    meta = walker["metadata"]
+    name = meta["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": report_configmap_name(name),
+            "namespace": meta.get("namespace"),
+            "labels": walker_labels(name),
+            "ownerReferences": [owner_reference(walker, kind="Walker")],
+        },
+        "data": {REPORT_KEY: json.dumps(report, indent=2, sort_keys=True)},
+    }

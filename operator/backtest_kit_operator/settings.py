@@ -1,0 +1,60 @@
+"""Operator-wide settings, read once from ``BACKTEST_KIT_OPERATOR_*`` environment variables.
+
+The kopf decorators need some values (the status poll interval) when the handlers module is
+imported, and the manifest builders need others (the default runner image) without doing any I/O
+themselves, so the values live in one frozen object that ``__main__`` fills from flags and the
+environment before the handlers are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "BACKTEST_KIT_OPERATOR_"
+DEFAULT_RUNNER_IMAGE = "ghcr.io/backtest-kit/backtest-kit-runner:0.1.0"
+
+
+class OperatorSettings(BaseModel):
+    """What the operator needs to know besides the objects it watches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runner_image: str = Field(DEFAULT_RUNNER_IMAGE, min_length=1)
+    """Image of runner pods and Walker Jobs when the spec names none."""
+    runner_image_pull_policy: str = "IfNotPresent"
+    poll_interval: float = Field(5.0, gt=0)
+    """Seconds between two ``GET /status`` polls of a runner (and LiveTrader reconciliations)."""
+    drain_retry_delay: float = Field(3.0, gt=0)
+    """Seconds between two checks of a draining runner."""
+    http_timeout: float = Field(3.0, gt=0)
+    """Timeout of one request to a runner."""
+    runner_port: int = Field(8080, ge=1, le=65535)
+    metrics_port: int = Field(9090, ge=0, le=65535)
+    """Port of the operator's own /metrics; 0 disables it."""
+    pod_port_annotation: str = "backtestkit.dev/local-port"
+    """Pod annotation that, when present, overrides ``runner_port`` (the local test kubelet maps
+    each pod's container port to a free host port and records it there)."""
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    """Extra labels for runner and walker-task pods (JSON object in the environment), e.g.
+    ``{"backtestkit.dev/local-kubelet": "true"}`` so the local test kubelet picks them up."""
+
+
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(ENV_PREFIX + name.upper())
+    return raw.strip() if raw and raw.strip() else None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Settings from ``BACKTEST_KIT_OPERATOR_<FIELD>`` variables, defaults for the rest."""
+    env = os.environ if environ is None else environ
+    given: dict[str, object] = {}
+    for name in OperatorSettings.model_fields:
+        value = _value(env, name)
+        if value is None:
+            continue
+        given[name] = json.loads(value) if name == "pod_labels" else value
+    return OperatorSettings.model_validate(given)

@@ -1,0 +1,215 @@
+"""The LiveTrader state machine: which action and which status follow from each observation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from operator_samples import SIGNAL, pod, runner_status, trader
+
+from backtest_kit_operator.phases import Action, Observation, plan_deletion, plan_trader
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def observe(**kw: object) -> Observation:
+    base: dict[str, object] = {"trader": trader(), "desired_hash": "h1", "pod": None, "now": NOW}
+    base.update(kw)
+    return Observation(**base)  # type: ignore[arg-type]
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return dict(next(c for c in status["conditions"] if c["type"] == type_))
+
+
+def test_without_a_pod_the_plan_creates_one_and_reports_pending() -> None:
+    plan = plan_trader(observe())
+    assert plan.actions == (Action.CREATE_POD,)
+    assert plan.status["phase"] == "Pending"
+    assert plan.status["observedGeneration"] == 3
+
+
+def test_a_terminating_pod_blocks_a_new_one_until_it_is_gone() -> None:
+    plan = plan_trader(observe(pod=pod(deleting=True)))
+    assert plan.actions == ()
+    assert plan.status["phase"] == "Pending"
+    assert "previous runner pod" in plan.status["message"]
+
+
+def test_a_failed_pod_is_deleted_so_that_a_new_one_resumes_from_the_volume() -> None:
+    plan = plan_trader(observe(pod=pod("Failed", reason="Evicted")))
+    assert plan.actions == (Action.DELETE_POD,)
+    assert "Evicted" in plan.status["message"]
+
+
+def test_a_running_runner_reports_its_phase_signal_counts_and_pnl() -> None:
+    plan = plan_trader(observe(pod=pod(), runner_status=runner_status("running", SIGNAL)))
+    status = plan.status
+    assert plan.actions == ()
+    assert status["phase"] == "Running"
+    assert status["openSignal"] == SIGNAL
+    assert status["openSignalSummary"] == "long@42000.5 (sig-1)"
+    assert status["signalsOpened"] == 2
+    assert status["realizedPnlPercentage"] == 1.25
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "RunnerRunning")["status"] == "True"
+    assert condition(status, "SpecApplied")["status"] == "True"
+
+
+def test_an_idle_runner_makes_an_idle_trader() -> None:
+    plan = plan_trader(observe(pod=pod(), runner_status=runner_status("idle")))
+    assert plan.status["phase"] == "Idle"
+    assert plan.status["openSignal"] is None
+
+
+def test_an_unreachable_runner_keeps_the_last_phase_and_marks_the_runner_unknown() -> None:
+    body = trader()
+    body["status"] = {"phase": "Running"}
+    plan = plan_trader(observe(trader=body, pod=pod(), runner_error="connection refused"))
+    assert plan.status["phase"] == "Running"
+    assert condition(plan.status, "RunnerRunning")["status"] == "Unknown"
+    assert condition(plan.status, "Ready")["status"] == "False"
+
+
+def test_a_pending_pod_makes_a_pending_trader() -> None:
+    plan = plan_trader(observe(pod=pod("Pending", ip=None)))
+    assert plan.status["phase"] == "Pending"
+    assert plan.actions == ()
+
+
+def test_a_spec_change_waits_while_a_signal_is_open() -> None:
+    plan = plan_trader(observe(desired_hash="h2", pod=pod(), runner_status=runner_status("running", SIGNAL)))
+    assert plan.actions == ()
+    applied = condition(plan.status, "SpecApplied")
+    assert applied["status"] == "False"
+    assert applied["reason"] == "WaitingForOpenSignal"
+
+
+def test_a_spec_change_without_an_open_signal_drains_the_runner_first() -> None:
+    plan = plan_trader(observe(desired_hash="h2", pod=pod(), runner_status=runner_status("running")))
+    assert plan.actions == (Action.STOP_RUNNER,)
+    assert condition(plan.status, "SpecApplied")["reason"] == "Restarting"
+
+
+def test_a_draining_runner_is_not_asked_to_stop_twice() -> None:
+    plan = plan_trader(observe(desired_hash="h2", pod=pod(), runner_status=runner_status("draining")))
+    assert plan.actions == ()
+
+
+def test_a_runner_drained_for_a_spec_change_is_replaced() -> None:
+    plan = plan_trader(observe(desired_hash="h2", pod=pod("Succeeded")))
+    assert plan.actions == (Action.DELETE_POD,)
+    assert plan.status["phase"] == "Pending"
+
+
+def test_a_runner_that_finished_with_the_current_spec_makes_the_trader_done() -> None:
+    plan = plan_trader(observe(pod=pod("Succeeded")))
+    assert plan.actions == ()
+    assert plan.status["phase"] == "Done"
+
+
+def test_a_runner_refusing_its_configuration_makes_the_trader_failed_with_its_message() -> None:
+    crashed = pod(
+        container={"restartCount": 3, "lastState": {"terminated": {"exitCode": 2, "message": "bad fast"}}}
+    )
+    plan = plan_trader(observe(pod=crashed))
+    assert plan.status["phase"] == "Failed"
+    assert plan.status["message"] == "bad fast"
+    assert plan.status["restarts"] == 3
+    assert plan.actions == ()
+
+
+def test_a_corrected_spec_replaces_a_runner_that_refused_its_configuration() -> None:
+    crashed = pod(container={"lastState": {"terminated": {"exitCode": 2}}})
+    plan = plan_trader(observe(desired_hash="h2", pod=crashed))
+    assert plan.actions == (Action.DELETE_POD,)
+
+
+def test_condition_transition_times_survive_while_their_status_holds() -> None:
+    first = plan_trader(observe(pod=pod(), runner_status=runner_status()))
+    body = trader()
+    body["status"] = first.status
+    later = plan_trader(
+        observe(trader=body, pod=pod(), runner_status=runner_status(), now=datetime(2024, 5, 2, tzinfo=UTC))
+    )
+    assert condition(later.status, "Ready")["lastTransitionTime"] == "2024-05-01T12:00:00Z"
+
+
+def test_deletion_asks_a_running_runner_to_drain_and_reports_the_open_signal() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=pod(), runner_status=runner_status("running", SIGNAL)))
+    assert plan.actions == (Action.STOP_RUNNER,)
+    assert not plan.finished
+    assert plan.status["phase"] == "Draining"
+    assert plan.status["openSignal"] == SIGNAL
+    assert plan.status["drainStartedAt"] == "2024-05-01T12:00:00Z"
+    assert "sig-1" in plan.waiting_for
+    assert condition(plan.status, "Draining")["status"] == "True"
+
+
+def test_deletion_keeps_the_drain_start_time_across_passes() -> None:
+    body = trader()
+    body["status"] = {"drainStartedAt": "2024-04-30T00:00:00Z"}
+    plan = plan_deletion(
+        observe(trader=body, deleting=True, pod=pod(), runner_status=runner_status("draining"))
+    )
+    assert plan.status["drainStartedAt"] == "2024-04-30T00:00:00Z"
+    assert plan.actions == ()
+
+
+def test_deletion_waits_for_an_unreachable_runner_showing_the_last_known_signal() -> None:
+    body = trader()
+    body["status"] = {"openSignal": SIGNAL}
+    plan = plan_deletion(observe(trader=body, deleting=True, pod=pod(), runner_error="timeout"))
+    assert not plan.finished
+    assert plan.status["openSignal"] == SIGNAL
+
+
+def test_deletion_finishes_when_the_runner_has_exited_and_removes_pod_and_deletable_volume() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=True))
+    assert plan.finished
+    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC)
+
+
+def test_deletion_keeps_a_retained_volume() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=False))
+    assert plan.finished
+    assert plan.actions == (Action.DELETE_POD,)
+
+
+def test_deletion_restarts_a_missing_runner_when_its_volume_may_hold_an_open_signal() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=None, pvc_exists=True))
+    assert plan.actions == (Action.CREATE_POD,)
+    assert not plan.finished
+
+
+def test_deletion_without_pod_or_volume_has_nothing_to_drain() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=None, pvc_exists=False))
+    assert plan.finished
+    assert plan.actions == ()
+
+
+def test_deletion_replaces_a_failed_pod_to_finish_the_drain() -> None:
+    plan = plan_deletion(observe(deleting=True, pod=pod("Failed")))
+    assert plan.actions == (Action.DELETE_POD,)
+    assert not plan.finished
+
+
+def test_the_abandon_annotation_skips_the_wait() -> None:
+    plan = plan_deletion(
+        observe(
+            deleting=True,
+            abandon_drain=True,
+            pod=pod(),
+            runner_status=runner_status("running", SIGNAL),
+            reclaim_delete=True,
+        )
+    )
+    assert plan.finished
+    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC)
+    assert condition(plan.status, "Draining")["reason"] == "DrainAbandoned"
+
+
+def test_deletion_of_a_runner_that_never_accepted_its_configuration_does_not_wait() -> None:
+    crashed = pod(container={"lastState": {"terminated": {"exitCode": 2}}})
+    plan = plan_deletion(observe(deleting=True, pod=crashed))
+    assert plan.finished

@@ -1,0 +1,153 @@
+"""One reconciliation pass performs exactly the planned calls, in order, with the safety details."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+import pytest
+from operator_samples import SETTINGS, SIGNAL, pod, runner_status, trader
+from prometheus_client import CollectorRegistry
+
+from backtest_kit_operator import traders
+from backtest_kit_operator.cluster import Cluster
+from backtest_kit_operator.manifests import runner_spec_hash
+from backtest_kit_operator.metrics import OperatorMetrics
+from backtest_kit_operator.models import SpecError, parse_trader_spec
+from backtest_kit_operator.runnerclient import RunnerClient, RunnerUnreachable
+from backtest_kit_operator.services import Services
+
+
+class FakeCluster:
+    def __init__(self, pod_: dict[str, Any] | None = None, pvc: bool = True) -> None:
+        self.pod = pod_
+        self.pvc = pvc
+        self.calls: list[tuple[str, Any]] = []
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.pod
+
+    async def create_pvc(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("create_pvc", body["metadata"]["name"]))
+        return True
+
+    async def create_pod(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("create_pod", body["metadata"]["name"]))
+        return self.pod is None
+
+    async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        self.calls.append(("delete_pod", uid))
+        return True
+
+    async def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}} if self.pvc else None
+
+    async def delete_pvc(self, namespace: str, name: str) -> bool:
+        self.calls.append(("delete_pvc", name))
+        return True
+
+
+class FakeRunners:
+    def __init__(self, status: dict[str, Any] | None) -> None:
+        self._status = status
+        self.calls: list[tuple[str, str]] = []
+
+    async def status(self, address: str) -> dict[str, Any]:
+        self.calls.append(("status", address))
+        if self._status is None:
+            raise RunnerUnreachable("connection refused")
+        return self._status
+
+    async def stop(self, address: str) -> None:
+        self.calls.append(("stop", address))
+
+
+def services(cluster: FakeCluster, runners: FakeRunners) -> Services:
+    return Services(
+        settings=SETTINGS,
+        cluster=cast(Cluster, cluster),
+        runners=cast(RunnerClient, runners),
+        metrics=OperatorMetrics(CollectorRegistry()),
+    )
+
+
+HASH = runner_spec_hash(parse_trader_spec(trader()["spec"]), SETTINGS)
+
+
+async def test_a_new_trader_gets_its_pvc_before_its_pod() -> None:
+    cluster = FakeCluster()
+    plan = await traders.reconcile(services(cluster, FakeRunners(None)), trader())
+    assert cluster.calls == [("create_pvc", "btc-state"), ("create_pod", "btc-runner")]
+    assert plan.status["phase"] == "Pending"
+
+
+async def test_a_running_trader_is_polled_at_its_pod_address_and_nothing_is_written() -> None:
+    cluster = FakeCluster(pod(spec_hash=HASH))
+    runners = FakeRunners(runner_status("running", SIGNAL))
+    plan = await traders.reconcile(services(cluster, runners), trader())
+    assert runners.calls == [("status", "10.0.0.7:8080")]
+    assert cluster.calls == []
+    assert plan.status["openSignal"] == SIGNAL
+
+
+async def test_a_failed_pod_is_deleted_with_a_uid_precondition() -> None:
+    cluster = FakeCluster(pod("Failed", spec_hash=HASH, uid="old-uid"))
+    await traders.reconcile(services(cluster, FakeRunners(None)), trader())
+    assert cluster.calls == [("delete_pod", "old-uid")]
+
+
+async def test_a_drain_pass_asks_the_runner_to_stop_and_a_finished_one_cleans_up() -> None:
+    cluster = FakeCluster(pod(spec_hash=HASH))
+    runners = FakeRunners(runner_status("running", SIGNAL))
+    first = await traders.reconcile(services(cluster, runners), trader(), deleting=True)
+    assert ("stop", "10.0.0.7:8080") in runners.calls
+    assert not first.finished
+    cluster.pod = pod("Succeeded", spec_hash=HASH, uid="p1")
+    last = await traders.reconcile(services(cluster, runners), trader(), deleting=True)
+    assert last.finished
+    assert cluster.calls == [("delete_pod", "p1"), ("delete_pvc", "btc-state")]
+
+
+async def test_an_unusable_spec_is_a_spec_error_before_any_call() -> None:
+    cluster = FakeCluster()
+    with pytest.raises(SpecError):
+        await traders.reconcile(services(cluster, FakeRunners(None)), trader(symbol="x"))
+    assert cluster.calls == []
+
+
+def test_the_drain_duration_is_measured_from_the_recorded_start() -> None:
+    assert traders.drain_seconds({}) is None
+    seconds = traders.drain_seconds({"drainStartedAt": "2000-01-01T00:00:00Z"})
+    assert seconds is not None and seconds > 0
+
+
+def test_reconciliations_are_counted_by_outcome() -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    with metrics.reconciliation("LiveTrader"):
+        pass
+    with pytest.raises(kopf.TemporaryError), metrics.reconciliation("LiveTrader"):
+        raise kopf.TemporaryError("later")
+    with pytest.raises(kopf.PermanentError), metrics.reconciliation("Walker"):
+        raise kopf.PermanentError("never")
+    sample = metrics.registry.get_sample_value
+    assert (
+        sample("backtest_kit_operator_reconciliations_total", {"kind": "LiveTrader", "result": "success"})
+        == 1
+    )
+    assert (
+        sample("backtest_kit_operator_reconciliations_total", {"kind": "LiveTrader", "result": "retry"}) == 1
+    )
+    assert (
+        sample("backtest_kit_operator_reconciliations_total", {"kind": "Walker", "result": "permanent"}) == 1
+    )
+
+
+def test_drains_in_progress_and_their_duration_are_exposed() -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.drain_started("ns/a")
+    metrics.drain_started("ns/a")
+    metrics.drain_started("ns/b")
+    assert metrics.registry.get_sample_value("backtest_kit_operator_drains_in_progress") == 2
+    metrics.drain_finished("ns/a", 12.0)
+    assert metrics.registry.get_sample_value("backtest_kit_operator_drains_in_progress") == 1
+    assert metrics.registry.get_sample_value("backtest_kit_operator_drain_duration_seconds_count") == 1
