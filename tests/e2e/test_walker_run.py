@@ -1,0 +1,94 @@
+"""A Walker through the real operator: an Indexed Job of walker-task runners, ranked in its status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes
+import pytest
+
+from backtest_kit_operator.ranking import best_index
+from conftest import Cluster, OperatorProcess, wait_for
+
+
+def walker(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "backtestkit.dev/v1alpha1",
+        "kind": "Walker",
+        "metadata": {"name": name},
+        "spec": {
+            "symbol": "SYNUSDT",
+            "exchange": {"name": "synthetic"},
+            "frame": {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T12:00:00Z", "interval": "1m"},
+            "strategies": [
+                {
+                    "name": "sma-cross",
+                    "label": "fast",
+                    "parameters": {"fast": 3, "slow": 8, "candle_interval": "1m"},
+                },
+                {"name": "sma-cross", "label": "medium", "parameters": {"fast": 5, "slow": 20}},
+                {"name": "sma-cross", "label": "slow", "parameters": {"fast": 10, "slow": 40}},
+            ],
+            "metric": "totalPnl",
+            "parallelism": 2,
+        },
+    }
+
+
+def test_a_walker_runs_one_task_per_strategy_and_ranks_them_in_its_status(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    name = "btc-walk"
+    cluster.create("walkers", walker(name))
+    job = wait_for("the Job", lambda: _job(cluster, f"{name}-job"), timeout=30, operator=operator)
+    assert job.spec.completion_mode == "Indexed"
+    assert job.spec.completions == 3
+    assert job.spec.parallelism == 2
+
+    def finished() -> dict[str, Any] | None:
+        status = (cluster.get("walkers", name) or {}).get("status") or {}
+        return status if status.get("phase") in ("Done", "Failed") else None
+
+    status = wait_for("the Walker to finish", finished, timeout=240, interval=0.5, operator=operator)
+    assert status["phase"] == "Done", status.get("message")
+    assert status["strategiesTested"] == status["totalStrategies"] == 3
+    rows = status["results"]
+    assert [r["label"] for r in rows] == ["fast", "medium", "slow"]
+    assert all(r["state"] == "Succeeded" for r in rows), rows
+    winner = best_index("totalPnl", [r["metricValue"] for r in rows])
+    assert winner is not None
+    assert status["bestStrategy"] == rows[winner]["label"]
+    assert status["bestMetric"] == rows[winner]["metricValue"]
+
+    report_cm = cluster.core.read_namespaced_config_map(f"{name}-report", cluster.namespace)
+    report = json.loads(report_cm.data["report.json"])
+    assert report["bestStrategy"] == status["bestStrategy"]
+    assert len(report["results"]) == 3
+    assert report_cm.metadata.owner_references[0].kind == "Walker"
+
+    cluster.delete("walkers", name)
+    wait_for(
+        "the Walker's Job to be garbage-collected", lambda: _job(cluster, f"{name}-job") is None, timeout=60
+    )
+
+
+def test_an_invalid_walker_is_rejected_with_the_schema_message(cluster: Cluster) -> None:
+    body = walker("bad-walk")
+    body["spec"]["frame"] = {"start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"}
+    body["spec"]["parallelism"] = 99
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        cluster.create("walkers", body)
+    assert err.value.status == 422
+    text = err.value.body or ""
+    assert "spec.parallelism" in text
+    assert "frame.end must be after frame.start" in text
+
+
+def _job(cluster: Cluster, name: str) -> Any:
+    try:
+        return cluster.batch.read_namespaced_job(name, cluster.namespace)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
