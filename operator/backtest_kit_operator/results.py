@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from backtest_kit.walker import best_index, rank_order, usable
+
 from .conditions import JOB_COMPLETE, READY, Condition, merge_conditions, utc_timestamp
 from .manifests import COMPLETION_INDEX_ANNOTATION, report_configmap_name, walker_job_name
 from .models import WalkerSpec
-from .ranking import best_index, rank_order, usable
 
 KEY_STATS = ("totalTrades", "winRate", "totalPnl", "sharpeRatio", "maxDrawdown")
 

@@ -13,7 +13,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +26,21 @@ from .events import done_walker_subject, error_subject, walker_complete_subject,
 from .registry import METRICS, FrameSchema, WalkerSchema, registry
 
 
+def usable(value: object) -> float | None:
+    """The value as a float if it can be ranked, else ``None`` (bools, NaN and infinities cannot)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def metric_value(stats: Mapping[str, Any] | None, metric: str) -> float | None:
     """The metric of ``stats`` as a finite float, or ``None``."""
     if metric not in METRICS:
         raise ConfigurationError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     if stats is None:
         return None
-    raw = stats.get("totalSignals") if metric == "totalTrades" else stats.get(metric)
-    if raw is None or isinstance(raw, bool):
-        return None
-    value = float(raw)
-    return value if math.isfinite(value) else None
+    return usable(stats.get("totalSignals") if metric == "totalTrades" else stats.get(metric))
 
 
 def better(candidate: float | None, best: float | None, metric: str) -> bool:
@@ -45,7 +49,28 @@ def better(candidate: float | None, best: float | None, metric: str) -> bool:
         return False
     if best is None:
         return True
-    return candidate > best if METRICS[metric] else candidate < best
+    return candidate > best if METRICS.get(metric, True) else candidate < best
+
+
+def rank_order(metric: str, values: Sequence[object]) -> list[int]:
+    """Indices of ``values`` best first; unusable values last; ties keep input order.
+
+    The one statement of the ranking rule: the Walker here and the operator's Walker status
+    both rank with it.
+    """
+    lower = not METRICS.get(metric, True)
+    scored = [(i, usable(v)) for i, v in enumerate(values)]
+    real = [(i, v) for i, v in scored if v is not None]
+    real.sort(key=lambda item: item[1] if lower else -item[1])  # stable: ties keep input order
+    return [i for i, _ in real] + [i for i, v in scored if v is None]
+
+
+def best_index(metric: str, values: Sequence[object]) -> int | None:
+    """Index of the winning value, or ``None`` when no value is usable."""
+    order = rank_order(metric, values)
+    if not order or usable(values[order[0]]) is None:
+        return None
+    return order[0]
 
 
 @dataclass
@@ -218,11 +243,8 @@ class WalkerMode:
 
 def rank(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Strategy results best first (``None`` last; ties keep walk order)."""
-    metric = data["metric"]
-    sign = 1 if METRICS[metric] else -1
-    indexed = list(enumerate(data["strategyResults"]))
-    indexed.sort(key=lambda ir: (ir[1]["metricValue"] is None, -sign * (ir[1]["metricValue"] or 0.0), ir[0]))
-    return [r for _, r in indexed]
+    results = data["strategyResults"]
+    return [results[i] for i in rank_order(data["metric"], [r["metricValue"] for r in results])]
 
 
 def render_walker(data: Mapping[str, Any], *, top_n: int = 10) -> str:

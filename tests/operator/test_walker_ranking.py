@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from backtest_kit_operator.ranking import best_index, rank_order
+from backtest_kit.walker import best_index, rank_order
 
 
 def test_higher_is_better_for_ordinary_metrics() -> None:
