@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from backtest_kit_operator.ranking import best_index
+from backtest_kit.walker import best_index
 from conftest import Cluster, OperatorProcess, wait_for
 
 
