@@ -1,0 +1,174 @@
+"""From the ``--exchange`` option to a registered engine exchange, with request metrics attached.
+
+A LiveTrader says where candles come from in one string: ``synthetic`` (the engine's built-in
+market), ``binance`` or ``binance:<base URL>`` (e.g. the testnet), ``csv:<path>`` (a file or a
+directory of CSV/Parquet candles), or the name of an exchange a ``--load`` module registered. This
+module builds the adapter for the kinds the runner knows, wires its request timings into the
+metrics, registers it under a stable name (the ``exchange`` metric label) and closes it at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from backtest_kit.candles import Candle
+from backtest_kit.errors import ConfigurationError
+
+from .exchanges import BinanceKlinesExchange, CandleFileExchange
+
+log = logging.getLogger("backtest_kit_runner.exchange")
+
+#: ``on_request(interval, duration_s, error)``, as the adapters call it.
+OnRequest = Callable[[str, float, BaseException | None], None]
+GetCandles = Callable[[str, str, datetime, int], Awaitable[Sequence[Candle]]]
+Register = Callable[..., object]
+
+BINANCE = "binance"
+CSV = "csv"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    """The parsed ``--exchange`` value: what to build and the name it is registered under."""
+
+    kind: str  # "binance", "csv" or "registered"
+    name: str
+    argument: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> ExchangeSpec:
+        kind, sep, arg = text.strip().partition(":")
+        if kind == BINANCE:
+            if sep and not arg.startswith(("http://", "https://")):
+                raise ConfigurationError(f"--exchange {text!r}: binance:<URL> needs an http(s) URL")
+            return ExchangeSpec(BINANCE, BINANCE, arg or None)
+        if kind == CSV:
+            if not arg:
+                raise ConfigurationError(
+                    f"--exchange {text!r}: give the candle file or directory, csv:<path>"
+                )
+            return ExchangeSpec(CSV, CSV, arg)
+        if sep:
+            raise ConfigurationError(
+                f"--exchange {text!r}: unknown kind {kind!r}; use synthetic, binance[:URL], csv:<path> "
+                "or the name of an exchange a --load module registers"
+            )
+        return ExchangeSpec("registered", text.strip())
+
+
+def exchange_label(text: str) -> str:
+    """The name ``text`` registers under (the ``exchange`` metric label), without validating it."""
+    kind = text.strip().partition(":")[0]
+    return kind if kind in (BINANCE, CSV) else text.strip()
+
+
+@dataclass
+class PreparedExchange:
+    """A registered exchange; ``close`` releases what the runner opened for it."""
+
+    name: str
+    close: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        if self.close is not None:
+            await self.close()
+
+
+def timed(get_candles: GetCandles, on_request: OnRequest) -> GetCandles:
+    """``get_candles`` reporting each call's duration and error to ``on_request``."""
+
+    async def get_candles_timed(symbol: str, interval: str, since: datetime, limit: int) -> Sequence[Candle]:
+        started = time.perf_counter()
+        try:
+            candles = await get_candles(symbol, interval, since, limit)
+        except Exception as exc:
+            on_request(interval, time.perf_counter() - started, exc)
+            raise
+        on_request(interval, time.perf_counter() - started, None)
+        return candles
+
+    return get_candles_timed
+
+
+#: ``--exchange-options`` keys each kind understands (camelCase, as the LiveTrader spec writes them).
+SETTINGS: dict[str, frozenset[str]] = {
+    BINANCE: frozenset({"baseUrl", "requestTimeout", "maxRetries"}),
+    CSV: frozenset({"path"}),
+    "registered": frozenset(),
+}
+
+
+def _check_settings(spec: ExchangeSpec, settings: Mapping[str, object]) -> None:
+    allowed = SETTINGS[spec.kind]
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise ConfigurationError(
+            f"--exchange-options {', '.join(unknown)} not understood by exchange {spec.name!r} "
+            f"(accepted: {accepted})"
+        )
+
+
+def _number(settings: Mapping[str, object], key: str, kind: type[int] | type[float]) -> dict[str, Any]:
+    if key not in settings:
+        return {}
+    try:
+        return {_SNAKE[key]: kind(str(settings[key]))}
+    except ValueError:
+        raise ConfigurationError(
+            f"--exchange-options {key} must be a number, got {settings[key]!r}"
+        ) from None
+
+
+_SNAKE = {"requestTimeout": "request_timeout", "maxRetries": "max_retries"}
+
+
+def _binance(spec: ExchangeSpec, settings: Mapping[str, object], on_request: OnRequest | None) -> Any:
+    kwargs: dict[str, Any] = {
+        **_number(settings, "requestTimeout", float),
+        **_number(settings, "maxRetries", int),
+    }
+    base_url = str(settings.get("baseUrl") or spec.argument or "")
+    if base_url:
+        return BinanceKlinesExchange(base_url, on_request=on_request, **kwargs)
+    return BinanceKlinesExchange(on_request=on_request, **kwargs)
+
+
+def prepare_exchange(
+    text: str,
+    *,
+    on_request: OnRequest | None,
+    register: Register,
+    registered: Callable[[], Iterable[str]],
+    settings: Mapping[str, object] | None = None,
+) -> PreparedExchange:
+    """Build and register the exchange ``text`` names (``register`` is ``add_exchange``).
+
+    ``settings`` are the ``--exchange-options``; a key the exchange does not understand is an error.
+    """
+    settings = settings or {}
+    if text.strip() == CSV and settings.get("path"):
+        text = f"{CSV}:{settings['path']}"
+    spec = ExchangeSpec.parse(text)
+    _check_settings(spec, settings)
+    if spec.kind == BINANCE:
+        binance = _binance(spec, settings, on_request)
+        register(spec.name, get_candles=binance.get_candles, replace=True)
+        return PreparedExchange(spec.name, binance.close)
+    if spec.kind == CSV:
+        files = CandleFileExchange(spec.argument or "")
+        fetch: GetCandles = files.get_candles
+        register(spec.name, get_candles=timed(fetch, on_request) if on_request else fetch, replace=True)
+        return PreparedExchange(spec.name)
+    known = sorted(registered())
+    if spec.name not in known:
+        raise ConfigurationError(
+            f"unknown exchange {spec.name!r}; registered: {', '.join(known) or '(none)'}; "
+            "the runner also builds binance[:URL] and csv:<path>"
+        )
+    return PreparedExchange(spec.name)

@@ -1,0 +1,169 @@
+"""The runner's HTTP API: probes, status, the drain request and Prometheus metrics, on one port.
+
+The operator reads ``/status`` and calls ``POST /stop`` before it deletes a LiveTrader; the kubelet
+probes ``/healthz`` and ``/readyz``; Prometheus scrapes ``/metrics``. The API is deliberately
+narrow: nothing reachable here can open a signal or change a strategy, and every error, including
+an unknown path or a wrong method, is a small JSON document ``{"error": ..., "status": ...}``.
+
+The app only knows a :class:`TraderControl`, so it is served (and tested) the same way whether a
+real engine trader or anything else with that shape stands behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from .heartbeat import Probe
+
+log = logging.getLogger("backtest_kit_runner.http")
+
+#: Largest body ``POST /stop`` accepts.
+MAX_BODY_BYTES = 4096
+STOP_FIELDS = frozenset({"reason"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TraderControl(Protocol):
+    """What the API needs from the process it serves."""
+
+    def status(self) -> Mapping[str, Any]: ...
+
+    def liveness(self) -> Probe: ...
+
+    def readiness(self) -> Probe: ...
+
+    async def request_stop(self, reason: str | None) -> None: ...
+
+    def render_metrics(self) -> tuple[bytes, str]: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into ``{"error", "status"}``; keep ``Allow`` on 405."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if exc.status == 404:
+            message = f"no such endpoint: {request.path}"
+        elif exc.status == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        else:
+            message = exc.reason
+        return error_response(exc.status, message, headers)
+    except Exception:
+        log.exception("HTTP handler failed: %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+
+CONTROL_KEY: web.AppKey[TraderControl] = web.AppKey("control", TraderControl)
+
+
+def _control(request: web.Request) -> TraderControl:
+    return request.app[CONTROL_KEY]
+
+
+def _probe_response(probe: Probe) -> web.Response:
+    status = 200 if probe.ok else 503
+    return web.json_response({"ok": probe.ok, "detail": probe.detail}, status=status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _probe_response(_control(request).liveness())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return _probe_response(_control(request).readiness())
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(dict(_control(request).status()))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = _control(request).render_metrics()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def stop(request: web.Request) -> web.Response:
+    """Ask for a drain: no new signals; the process exits 0 once the open one closes."""
+    reason = await _stop_reason(request)
+    control = _control(request)
+    await control.request_stop(reason)
+    return web.json_response(dict(control.status()), status=202)
+
+
+async def _stop_reason(request: web.Request) -> str | None:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, 'body must be empty or a JSON object such as {"reason": "..."}') from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    unknown = sorted(set(body) - STOP_FIELDS)
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; allowed: reason")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise ApiError(400, "reason must be a string of at most 500 characters")
+    return reason
+
+
+def build_app(control: TraderControl) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    app[CONTROL_KEY] = control
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/stop", stop)
+    return app
+
+
+class ApiServer:
+    """The app served on ``host:port`` inside the running event loop (port 0: any free port)."""
+
+    def __init__(self, control: TraderControl, *, host: str, port: int) -> None:
+        self._runner = web.AppRunner(build_app(control), access_log=None, handle_signals=False)
+        self._host = host
+        self._port = port
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self._port
+        log.info("HTTP API listening on %s:%s", self._host, self.port)
+
+    async def close(self) -> None:
+        await self._runner.cleanup()

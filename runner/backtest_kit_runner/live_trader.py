@@ -1,0 +1,291 @@
+"""One live trader process: the engine's ``Live.run`` plus everything a pod needs around it.
+
+This is the glue the runner exists for. It validates everything before the first tick (strategy,
+parameters, exchange, state directory), wires the engine's events into the tally, the heartbeat
+and the metrics, serves the HTTP API on the same event loop, and decides how the process ends:
+
+* ``POST /stop`` drains: ``Live.stop`` lets the open signal close, opens nothing new, and once
+  ``Live.run`` returns the process exits 0;
+* ``--until`` reached, or the engine finished: exit 0;
+* SIGTERM/SIGINT: the trader task is cancelled, nothing is drained or abandoned (state is already
+  durable), exit 143/130 (see :mod:`.termination`);
+* a fatal engine error: exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import backtest_kit
+from backtest_kit.candles import to_ms
+from backtest_kit.clock import Clock, ReplayClock, WallClock
+from backtest_kit.errors import ConfigurationError, PersistenceError
+from backtest_kit.persistence import FilePersistence
+
+from .event_log import EventLog
+from .exchange_setup import PreparedExchange, exchange_label, prepare_exchange
+from .heartbeat import Heartbeat, Probe
+from .http_api import ApiServer
+from .loading import LoadedStrategy, load_modules, resolve_strategy
+from .metrics import RunnerMetrics
+from .options import TraderOptions
+from .tally import SignalTally
+from .termination import Termination
+
+log = logging.getLogger("backtest_kit_runner.live")
+
+#: The engine ticks once per clock minute plus a settle delay (ENGINE.md "deliberately differ" 3).
+TICK_PERIOD_S = 60.0
+#: A replay at maximum speed ticks as fast as it can; the heartbeat window has its own floor.
+MIN_TICK_PERIOD_S = 0.001
+#: File names the runner keeps in the state directory, next to the engine's.
+TALLY_DIR = "runner"
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_state_dir(path: Path) -> None:
+    """The state directory must exist (or be creatable) and be writable, before any tick."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"state directory {path} is not writable ({exc.strerror or exc}); "
+            "mount a volume there or pass --state-dir"
+        ) from exc
+
+
+class LiveTrader:
+    """The trader behind the HTTP API (it is the API's :class:`~.http_api.TraderControl`)."""
+
+    def __init__(self, options: TraderOptions, *, metrics: RunnerMetrics | None = None) -> None:
+        self.options = options
+        self.exchange_name = exchange_label(options.exchange)
+        self.metrics = metrics or RunnerMetrics(
+            symbol=options.symbol, strategy=options.strategy, exchange=self.exchange_name
+        )
+        period_s = TICK_PERIOD_S + backtest_kit.get_config().live_settle_delay_ms / 1000
+        self.heartbeat = Heartbeat(max(period_s / options.replay_speed, MIN_TICK_PERIOD_S))
+        self.tally = SignalTally()  # made durable by prepare(), once the state directory is checked
+        self.strategy: LoadedStrategy | None = None
+        self.exchange: PreparedExchange | None = None
+        self.persistence: FilePersistence | None = None
+        self.live_clock: Clock | None = None
+        self.events: EventLog | None = None
+        self.draining = False
+        self.stop_reason: str | None = None
+        self.finished = False
+        self._tick_errors = 0
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # -- before the first tick ------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Load modules, validate strategy and parameters, build the exchange, check the state dir.
+
+        Raises ``ConfigurationError`` (exit 2) for anything the options got wrong.
+        """
+        opts = self.options
+        check_state_dir(opts.state_dir)
+        self.tally = SignalTally(
+            opts.state_dir / TALLY_DIR / f"{opts.symbol}_{opts.strategy}_{self.exchange_name}.json"
+        )
+        self.metrics.set_realized_pnl_percent(self.tally.totals.realized_pnl_percentage)
+        modules = load_modules(opts.load)
+        self.strategy = resolve_strategy(
+            opts.strategy, opts.params, modules, registered=backtest_kit.list_strategies
+        )
+        self.exchange = prepare_exchange(
+            opts.exchange,
+            on_request=self.metrics.on_exchange_request,
+            register=backtest_kit.add_exchange,
+            registered=backtest_kit.list_exchanges,
+            settings=opts.exchange_options,
+        )
+        backtest_kit.set_config(state_dir=str(opts.state_dir))
+        self.persistence = FilePersistence(opts.state_dir)
+        try:
+            self.persistence.init()
+        except PersistenceError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self.live_clock = self.clock(self.persistence)  # refuses a state dir holding another replay
+        if opts.events is not None:
+            try:
+                self.events = EventLog(opts.events)
+            except OSError as exc:
+                raise ConfigurationError(f"--events {opts.events}: {exc.strerror or exc}") from exc
+
+    def clock(self, persistence: FilePersistence) -> Clock:
+        """Wall time, or a replay whose anchor lives in the state directory (a restart continues it)."""
+        opts = self.options
+        if opts.replay_from is None:
+            return WallClock()
+        return ReplayClock(to_ms(opts.replay_from), opts.replay_speed, persistence=persistence)
+
+    # -- engine events ----------------------------------------------------------------------------
+
+    def _ours(self, event: Any) -> bool:
+        return bool(
+            getattr(event, "symbol", None) == self.options.symbol
+            and getattr(event, "strategy_name", None) == self.options.strategy
+        )
+
+    def on_tick_result(self, result: Any) -> None:
+        """A live tick result (idle, scheduled, opened, active, closed, cancelled)."""
+        if not self._ours(result) or result.backtest:
+            return
+        self.metrics.record_tick_result(result)
+        if self.tally.record(result):
+            self.metrics.set_realized_pnl_percent(self.tally.totals.realized_pnl_percentage)
+
+    def on_performance(self, event: Any) -> None:
+        """Every live tick ends with a ``live_tick`` timing, whether it failed or not."""
+        if not self._ours(event) or event.backtest or event.metric != "live_tick":
+            return
+        self.heartbeat.beat()
+        self.metrics.record_performance(event)
+        engine = self._engine_status()
+        errors = int(engine.get("tickErrors", 0))
+        self.metrics.record_tick_errors(errors - self._tick_errors)
+        self._tick_errors = errors
+        if self.draining and not engine.get("stopRequested", True):
+            # a drain asked for before Live.run had started its session: ask again
+            backtest_kit.Live.request_stop(self.options.symbol, self.options.strategy)
+
+    def on_error(self, error: BaseException) -> None:
+        log.warning("engine error: %s", error)
+
+    def on_exit(self, error: BaseException) -> None:
+        log.error("fatal engine error, the live loop ends: %s", error)
+
+    def subscribe(self) -> None:
+        self._unsubscribe = [
+            backtest_kit.listen_signal_live(self.on_tick_result),
+            backtest_kit.listen_performance(self.on_performance),
+            backtest_kit.listen_error(self.on_error),
+            backtest_kit.listen_exit(self.on_exit),
+        ]
+
+    def unsubscribe(self) -> None:
+        for off in self._unsubscribe:
+            off()
+        self._unsubscribe = []
+
+    # -- TraderControl ------------------------------------------------------------------------------
+
+    def _engine_status(self) -> Mapping[str, Any]:
+        return backtest_kit.Live.get_status(self.options.symbol, self.options.strategy)
+
+    def status(self) -> Mapping[str, Any]:
+        """``GET /status``: the engine's view of the session, the tally, and the configuration."""
+        opts = self.options
+        engine = self._engine_status()
+        phase = str(engine.get("phase", "idle"))
+        if self.draining and phase in ("idle", "running"):
+            phase = "done" if self.finished else "draining"
+        elif self.finished:
+            phase = "done"
+        params = dict(self.strategy.params) if self.strategy else opts.params
+        return {
+            "phase": phase,
+            "symbol": opts.symbol,
+            "strategy": opts.strategy,
+            "exchange": self.exchange_name,
+            "openSignal": engine.get("openSignal"),
+            "scheduledSignal": engine.get("scheduledSignal"),
+            "lastTickAt": engine.get("lastTickAt"),
+            "ticks": engine.get("ticks", 0),
+            "tickErrors": engine.get("tickErrors", 0),
+            **self.tally.to_json(),
+            "ready": self.heartbeat.first_tick_done,
+            "frozen": engine.get("frozen"),
+            "stopReason": self.stop_reason,
+            "config": {**opts.to_json(), "params": params},
+        }
+
+    def liveness(self) -> Probe:
+        return self.heartbeat.liveness()
+
+    def readiness(self) -> Probe:
+        return self.heartbeat.readiness()
+
+    async def request_stop(self, reason: str | None) -> None:
+        """Drain (idempotent): no new signals; ``Live.run`` returns once the open one closed."""
+        if not self.draining:
+            self.draining = True
+            self.stop_reason = reason
+            self.metrics.set_draining(True)
+            log.info("drain requested%s", f": {reason}" if reason else "")
+        await backtest_kit.Live.stop(self.options.symbol, self.options.strategy)
+
+    def render_metrics(self) -> tuple[bytes, str]:
+        return self.metrics.render(), self.metrics.content_type
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def trade(self) -> None:
+        """Run ``Live.run`` to its end, writing yielded results to ``--events``."""
+        opts = self.options
+        assert self.strategy is not None and self.exchange is not None, "prepare() first"
+        assert self.persistence is not None and self.live_clock is not None
+        events = self.events
+        try:
+            async for result in backtest_kit.Live.run(
+                opts.symbol,
+                strategy=self.strategy.name,
+                exchange=self.exchange.name,
+                clock=self.live_clock,
+                persistence=self.persistence,
+                until=to_ms(opts.until) if opts.until is not None else None,
+            ):
+                if events is not None:
+                    events.write(result.to_json())
+        finally:
+            if events is not None:
+                events.close()
+
+
+async def run_live(options: TraderOptions) -> int:
+    """The ``live`` subcommand; returns the process exit code."""
+    trader = LiveTrader(options)
+    trader.prepare()  # ConfigurationError -> exit 2, before the HTTP server and any tick
+    server = ApiServer(trader, host=options.http_host, port=options.http_port)
+    termination = Termination()
+    trader.subscribe()
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve the HTTP API on {options.http_host}:{options.http_port}: {exc.strerror or exc}"
+            ) from exc
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(trader.trade())
+        termination.install(task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if termination.exit_code is None:
+                raise
+        if termination.exit_code is not None:
+            return termination.exit_code
+        trader.finished = True
+        log.info("live trader finished (%s)", "drained" if trader.draining else "until reached")
+        return 0
+    finally:
+        termination.uninstall()
+        trader.unsubscribe()
+        await server.close()
+        if trader.exchange is not None:
+            await trader.exchange.aclose()
