@@ -20,6 +20,7 @@ from .errors import (
     SignalValidationError,
     UnknownNameError,
 )
+from .eventlog import EventLog
 from .events import (
     listen_done_backtest,
     listen_done_backtest_once,
@@ -76,6 +77,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptStateError",
     "EngineConfig",
+    "EventLog",
     "ExchangeUnavailableError",
     "FilePersistence",
     "Live",

@@ -1,8 +1,7 @@
 """The ``live`` and ``walker`` subcommands of ``backtest-kit`` (``backtest`` is in ``cli``).
 
 ``live`` runs live mode for real, on the wall clock or on a replay clock over history, and can
-append every yielded result to a JSON-lines file; after a crash the file is completed from the
-state directory, so it lists each result exactly once.
+append every yielded result to a JSON-lines file (``eventlog.EventLog``).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,46 +17,12 @@ from .candles import to_ms
 from .clock import Clock, ReplayClock, WallClock
 from .config import set_config
 from .errors import ConfigurationError
+from .eventlog import EventLog
 from .events import listen_error
 from .live import Live
 from .persistence import FilePersistence
 from .registry import WalkerSchema, registry
 from .walker import Walker
-
-
-class EventLog:
-    """Appends results as JSON lines, each ``(id, action)`` once, flushed before moving on."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.seen: set[tuple[str, str]] = set()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash; the state completes it below
-                self.seen.add((row.get("id"), row.get("action")))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a line cut by a crash must not glue itself to the next one
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with open(path, "ab") as fh:
-                fh.write(b"\n")
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
-
-    def append(self, row: dict[str, Any] | None) -> None:
-        if not row:
-            return
-        key = (row.get("id"), row.get("action"))
-        if key in self.seen:
-            return
-        self.seen.add(key)  # type: ignore[arg-type]
-        self._fh.write(json.dumps(row, allow_nan=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def parse_speed(text: str) -> float:

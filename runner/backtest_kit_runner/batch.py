@@ -19,9 +19,9 @@ from typing import Any
 import backtest_kit
 from backtest_kit.candles import to_ms
 from backtest_kit.errors import ConfigurationError
+from backtest_kit.eventlog import EventLog
 from backtest_kit.walker import metric_value
 
-from .event_log import EventLog
 from .exchange_setup import prepare_exchange
 from .loading import load_modules, resolve_strategy
 from .options import WALKER_METRICS, BacktestOptions, Frame, WalkerTaskOptions
@@ -110,7 +110,7 @@ async def backtest_once(
             symbol, strategy=chosen.name, exchange=prepared.name, frame=frame_name
         ):
             if event_log is not None:
-                event_log.write(result.to_json())
+                event_log.append(result.flat())  # type: ignore[union-attr]
     finally:
         if event_log is not None:
             event_log.close()

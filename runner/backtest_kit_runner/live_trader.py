@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import backtest_kit
 from backtest_kit.candles import to_ms
 from backtest_kit.clock import Clock, ReplayClock, WallClock
 from backtest_kit.errors import ConfigurationError, PersistenceError
+from backtest_kit.eventlog import EventLog
 from backtest_kit.persistence import FilePersistence
 
-from .event_log import EventLog
 from .exchange_setup import PreparedExchange, exchange_label, prepare_exchange
 from .heartbeat import Heartbeat, Probe
 from .http_api import ApiServer
@@ -51,20 +48,6 @@ TALLY_DIR = "runner"
 
 def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def check_state_dir(path: Path) -> None:
-    """The state directory must exist (or be creatable) and be writable, before any tick."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"state directory {path} is not writable ({exc.strerror or exc}); "
-            "mount a volume there or pass --state-dir"
-        ) from exc
 
 
 class LiveTrader:
@@ -98,7 +81,11 @@ class LiveTrader:
         Raises ``ConfigurationError`` (exit 2) for anything the options got wrong.
         """
         opts = self.options
-        check_state_dir(opts.state_dir)
+        self.persistence = FilePersistence(opts.state_dir)
+        try:
+            self.persistence.init()  # the state directory must be writable before any tick
+        except PersistenceError as exc:
+            raise ConfigurationError(f"{exc}; mount a volume there or pass --state-dir") from exc
         self.tally = SignalTally(
             opts.state_dir / TALLY_DIR / f"{opts.symbol}_{opts.strategy}_{self.exchange_name}.json"
         )
@@ -115,11 +102,6 @@ class LiveTrader:
             settings=opts.exchange_options,
         )
         backtest_kit.set_config(state_dir=str(opts.state_dir))
-        self.persistence = FilePersistence(opts.state_dir)
-        try:
-            self.persistence.init()
-        except PersistenceError as exc:
-            raise ConfigurationError(str(exc)) from exc
         self.live_clock = self.clock(self.persistence)  # refuses a state dir holding another replay
         if opts.events is not None:
             try:
@@ -249,9 +231,10 @@ class LiveTrader:
                 clock=self.live_clock,
                 persistence=self.persistence,
                 until=to_ms(opts.until) if opts.until is not None else None,
+                on_restore=events.append if events is not None else None,
             ):
                 if events is not None:
-                    events.write(result.to_json())
+                    events.append(result.flat())  # type: ignore[union-attr]
         finally:
             if events is not None:
                 events.close()
