@@ -60,7 +60,8 @@ class TestAReplayRunsToItsEnd:
         results = events(log)
         actions = {e["action"] for e in results}
         assert {"opened", "closed"} <= actions and actions <= {"opened", "closed", "cancelled"}
-        assert all((e["closeTimestamp"] or e["pendingAt"]) < 1_704_078_000_000 for e in results)  # before --until
+        until_ms = 1_704_078_000_000  # nothing at or after --until
+        assert all((e["closeTimestamp"] or e["pendingAt"]) < until_ms for e in results)
         tally = read_json(runner.state_dir / TALLY_FILE)
         assert tally["signals_opened"] == sum(e["action"] == "opened" for e in results)
         assert tally["signals_closed"] == sum(e["action"] == "closed" for e in results)
