@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,29 +50,40 @@ def _affine_powers(k: int) -> tuple[np.ndarray, np.ndarray]:
     return out_a[:k], out_c[:k]
 
 
-def _round(x: np.ndarray, scale: float) -> np.ndarray:
-    return np.floor(x * scale + 0.5) / scale
-
-
 _BLOCK = 720 * 64  # candles per generation block (a whole number of drift periods)
 
 
-@lru_cache(maxsize=1)
-def market() -> CandleArrays:
-    """All 1m candles of the synthetic market (computed once per process, ~0.1 s).
+class _Compact(NamedTuple):
+    """The market as integers: prices in cents, volume in thousandths (11 MB instead of 27)."""
 
-    Generated block by block so that temporaries stay small: per block the LCG draws come from
-    precomputed affine powers, every column but the close is vectorised, and the close path is
-    a plain loop (each close is rounded from the previous one).
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+
+def _floor_int(x: np.ndarray, scale: float) -> np.ndarray:
+    # round2/round3 without the final division: the division happens when a window is served,
+    # and ``k / 100`` is the very float ``floor(x*100 + 0.5) / 100`` would have produced
+    return np.floor(x * scale + 0.5).astype(np.int32)
+
+
+@lru_cache(maxsize=1)
+def _compact() -> _Compact:
+    """Generate the market once per process (~0.2 s), block by block so temporaries stay small.
+
+    Per block the LCG draws come from precomputed affine powers, every column but the close is
+    vectorised, and the close path is a plain loop (each close is rounded from the previous one).
     """
     n = N_CANDLES
-    out = [np.empty(n) for _ in range(5)]
-    open_a, high_a, low_a, close_a, vol_a = out
+    open_c, high_c, low_c, close_c, vol_c = (np.empty(n, dtype=np.int32) for _ in range(5))
     draws_per_block = 5 * _BLOCK + _BLOCK // 720
     pow_a, pow_c = _affine_powers(draws_per_block)
     state = np.uint64(42)
     mask = np.uint64(_MASK)
     price = 100.0
+    cents = 10_000
     floor = math.floor
     for b0 in range(0, n, _BLOCK):
         count = min(_BLOCK, n - b0)
@@ -86,23 +98,39 @@ def market() -> CandleArrays:
         drift = np.repeat((2 * u[np.arange(periods) * (720 * 5 + 1)] - 1) * 0.00003, 720)[:count]
         m = np.where(u[pos] < 0.0005, 8.0, 1.0)
         growth = 1 + ((2 * u[pos + 1] - 1) * 0.002 * m + drift)
-        closes: list[float] = []
-        append = closes.append
+        steps: list[int] = [cents]
+        append = steps.append
         for g in growth.tolist():
-            price = floor(price * g * 100 + 0.5) / 100
-            append(price)
-        close = np.array(closes)
-        opens = np.empty(count)
-        opens[0] = 100.0 if b0 == 0 else close_a[b0 - 1]
-        opens[1:] = close[:-1]
+            cents = floor(price * g * 100 + 0.5)
+            price = cents / 100
+            append(cents)
+        path = np.array(steps, dtype=np.int32)
         sl = slice(b0, b0 + count)
-        open_a[sl] = opens
-        close_a[sl] = close
-        high_a[sl] = _round(np.maximum(opens, close) * (1 + u[pos + 2] * 0.001 * m), 100)
-        low_a[sl] = _round(np.minimum(opens, close) * (1 - u[pos + 3] * 0.001 * m), 100)
-        vol_a[sl] = _round(1 + u[pos + 4] * 99, 1000)
-    ts = T0_MS + np.arange(n, dtype=np.int64) * MINUTE_MS
-    return CandleArrays(ts, open_a, high_a, low_a, close_a, vol_a)
+        open_c[sl] = path[:-1]
+        close_c[sl] = path[1:]
+        opens, closes = path[:-1] / 100, path[1:] / 100
+        high_c[sl] = _floor_int(np.maximum(opens, closes) * (1 + u[pos + 2] * 0.001 * m), 100)
+        low_c[sl] = _floor_int(np.minimum(opens, closes) * (1 - u[pos + 3] * 0.001 * m), 100)
+        vol_c[sl] = _floor_int(1 + u[pos + 4] * 99, 1000)
+    return _Compact(open_c, high_c, low_c, close_c, vol_c)
+
+
+def window(first: int, last: int) -> CandleArrays:
+    """1m candles ``first`` (inclusive) to ``last`` (exclusive), counted from 2023-12-20."""
+    c = _compact()
+    return CandleArrays(
+        T0_MS + np.arange(first, last, dtype=np.int64) * MINUTE_MS,
+        c.open[first:last] / 100,
+        c.high[first:last] / 100,
+        c.low[first:last] / 100,
+        c.close[first:last] / 100,
+        c.volume[first:last] / 1000,
+    )
+
+
+def market() -> CandleArrays:
+    """All 1m candles of the synthetic market as floats (a fresh 27 MB copy: prefer ``window``)."""
+    return window(0, N_CANDLES)
 
 
 def aggregate(arr: CandleArrays, minutes: int) -> CandleArrays:
@@ -161,7 +189,7 @@ class SyntheticExchange:
                 interval=interval,
                 since_ms=since_ms,
             )
-        return aggregate(market().slice(int(first), int(last)), minutes)
+        return aggregate(window(int(first), int(last)), minutes)
 
     async def get_candles(self, symbol: str, interval: str, since: datetime, limit: int) -> Sequence[Candle]:
         return self.candle_arrays(symbol, interval, to_ms(since), limit).to_candles()
