@@ -125,12 +125,33 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+#: The image's non-root user (see the Dockerfile); ``fsGroup`` makes the state volume writable.
+RUNNER_UID = 10001
+
+
 def _container_security() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def _pod_security(settings: OperatorSettings) -> dict[str, Any]:
+    """Pod-level fields shared by runner and walker-task pods: identity and filesystem group."""
+    fields: dict[str, Any] = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if settings.runner_service_account:
+        fields["serviceAccountName"] = settings.runner_service_account
+    return fields
 
 
 def _iso(value: Any) -> str:
@@ -218,6 +239,7 @@ def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> d
             "terminationGracePeriodSeconds": 30,
             "enableServiceLinks": False,
             "automountServiceAccountToken": False,
+            **_pod_security(settings),
             "containers": [container],
             "volumes": [
                 {"name": "state", "persistentVolumeClaim": {"claimName": state_pvc_name(name)}},
@@ -310,6 +332,7 @@ def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> d
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
+        **_pod_security(settings),
         "containers": [container],
     }
     if volumes:

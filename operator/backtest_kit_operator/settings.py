@@ -26,6 +26,9 @@ class OperatorSettings(BaseModel):
     runner_image: str = Field(DEFAULT_RUNNER_IMAGE, min_length=1)
     """Image of runner pods and Walker Jobs when the spec names none."""
     runner_image_pull_policy: str = "IfNotPresent"
+    runner_service_account: str | None = None
+    """Service account of runner and walker-task pods (it needs no API permission: the operator
+    polls the runners); ``None`` leaves the namespace's default. Its token is never mounted."""
     poll_interval: float = Field(5.0, gt=0)
     """Seconds between two ``GET /status`` polls of a runner (and LiveTrader reconciliations)."""
     drain_retry_delay: float = Field(3.0, gt=0)

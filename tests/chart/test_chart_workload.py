@@ -122,15 +122,16 @@ class TestOperatorCommand:
     def test_the_operator_learns_the_runner_image_and_runner_service_account_from_its_environment(
         self,
     ) -> None:
+        from backtest_kit_operator.settings import load_settings
+
         env = _env(operator_container(scenario_objects("defaults")))
-        assert env["BACKTEST_KIT_RUNNER_IMAGE"] == "ghcr.io/backtest-kit/backtest-kit-runner:0.1.0"
-        assert env["BACKTEST_KIT_OPERATOR_RUNNER_IMAGE"] == env["BACKTEST_KIT_RUNNER_IMAGE"]
-        assert env["BACKTEST_KIT_RUNNER_SERVICE_ACCOUNT"] == RUNNER_SA
-        assert env["BACKTEST_KIT_OPERATOR_RUNNER_SERVICE_ACCOUNT"] == RUNNER_SA
+        settings = load_settings({k: v for k, v in env.items() if isinstance(v, str)})
+        assert settings.runner_image == "ghcr.io/backtest-kit/backtest-kit-runner:0.1.0"
+        assert settings.runner_service_account == RUNNER_SA
 
     def test_the_runner_image_and_extra_env_come_from_values(self) -> None:
         env = _env(operator_container(scenario_objects("all-features")))
-        assert env["BACKTEST_KIT_RUNNER_IMAGE"] == "registry.example.com/btk/runner:1.2.3"
+        assert env["BACKTEST_KIT_OPERATOR_RUNNER_IMAGE"] == "registry.example.com/btk/runner:1.2.3"
         assert env["BACKTEST_KIT_OPERATOR_RUNNER_IMAGE_PULL_POLICY"] == "Always"
         assert env["BACKTEST_KIT_OPERATOR_HTTP_TIMEOUT"] == "2"
 
