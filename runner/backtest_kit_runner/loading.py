@@ -39,6 +39,7 @@ from backtest_kit.errors import ConfigurationError
 #: Parametrised strategies the runner ships, by strategy name -> module path.
 BUILTIN_MODULES: dict[str, str] = {
     "sma-cross": "backtest_kit_runner.example_strategies.sma_cross",
+    "momentum": "backtest_kit_runner.example_strategies.momentum",
 }
 
 #: Package under which strategy files are imported (so tracebacks and pickles name them).

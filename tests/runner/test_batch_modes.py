@@ -130,3 +130,17 @@ class TestOutput:
         done = run_runner([*args, "--output", str(tmp_path / "missing" / "result.json")])
         assert done.returncode == 2 and "cannot write there" in done.stderr
         assert "backtest SYNUSDT" not in done.stderr
+
+
+class TestTheShippedExamples:
+    def test_the_momentum_example_backtests_with_parameters_and_refuses_unknown_ones(
+        self, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "m.json"
+        args = ["backtest", "--symbol", "SYNUSDT", "--strategy", "momentum", "--frame", FRAME]
+        done = run_runner([*args, "--params", '{"lookback": 20}', "--output", str(out)])
+        assert done.returncode == 0, done.stderr
+        result = json.loads(out.read_text(encoding="utf-8"))
+        assert result["stats"]["totalSignals"] > 0 and result["params"]["lookback"] == 20
+        bad = run_runner([*args, "--params", '{"lookbak": 20}', "--output", str(out)])
+        assert bad.returncode == 2 and "lookbak" in bad.stderr

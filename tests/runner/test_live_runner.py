@@ -3,19 +3,17 @@ and OS signals the way the kubelet and the operator drive it."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from ..exchanges.fake_binance import FakeBinance, Status
+from .binance_feed import serve_fake_binance
 from .runner_process import REPLAY, LiveRunner, events, http, read_json, wait_for
 
 Start = Callable[..., LiveRunner]
@@ -296,31 +294,8 @@ class TestACsvExchange:
 @pytest.fixture
 def binance_feed() -> Iterator[FakeBinance]:
     """The exchange engineer's Binance stand-in on 127.0.0.1, served from a thread of its own."""
-    fake = FakeBinance()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, web.AppRunner] = {}
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/api/v3/klines", fake.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        fake.url = f"http://{host}:{port}"
-        holder["runner"] = runner
-        started.set()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
-    assert started.wait(10)
-    yield fake
-    asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serve_fake_binance() as fake:
+        yield fake
 
 
 class TestABinanceFeed:

@@ -32,7 +32,7 @@ def prometheus_binary() -> str:
 
 
 class Prometheus:
-    def __init__(self, binary: str, workdir: Path, target_port: int) -> None:
+    def __init__(self, binary: str, workdir: Path, *target_ports: int) -> None:
         self.port = free_port()
         config = workdir / "prometheus.yml"
         config.write_text(
@@ -40,7 +40,10 @@ class Prometheus:
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "scrape_configs": [
-                        {"job_name": "runner", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}
+                        {
+                            "job_name": "runner",
+                            "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in target_ports]}],
+                        }
                     ],
                 }
             ),
