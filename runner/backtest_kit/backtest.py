@@ -34,7 +34,7 @@ from .events import (
 from .lifecycle import Outcome, StrategyInstance
 from .market import ExchangeClient, MinuteFeed
 from .registry import FrameSchema, registry
-from .reports import ReportStore, render_markdown
+from .reports import ReportStore
 from .signals import AnyResult
 
 store = ReportStore(signal_backtest_subject)
@@ -195,24 +195,17 @@ class BacktestMode:
         return [r.flat() for r in rec.ended]
 
     async def get_report(self, symbol: str, strategy: str, columns: Sequence[str] | None = None) -> str:
-        rec = store.record(symbol, strategy)
-        return render_markdown(
-            f"Backtest Report: {strategy}",
-            rec.closed,
-            store.stats(symbol, strategy),
+        return store.report(
+            symbol,
+            strategy,
+            title=f"Backtest Report: {strategy}",
             columns=columns,
             max_rows=get_config().max_backtest_markdown_rows,
-            cancelled=len(rec.cancelled),
         )
 
     async def dump(self, symbol: str, strategy: str, path: str | os.PathLike[str] | None = None) -> Path:
-        rec = store.record(symbol, strategy)
-        folder = Path(path or "./dump/backtest")
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = rec.last_when or int(time.time() // 60 * 60_000)
-        target = folder / f"{symbol}_{strategy}_{rec.exchange_name}_{rec.frame_name}_backtest-{stamp}.md"
-        target.write_text(await self.get_report(symbol, strategy), encoding="utf-8")
-        return target
+        report = await self.get_report(symbol, strategy)
+        return store.dump(symbol, strategy, report, Path(path or "./dump/backtest"), "backtest")
 
     def list(self) -> list[dict[str, str]]:
         return [

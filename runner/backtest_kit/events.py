@@ -73,6 +73,19 @@ class Subject(Generic[T]):
                     await error_subject.emit(exc)
 
 
+async def call_hook(fn: Callable[..., Any] | None, *args: Any) -> None:
+    """Call a user hook (plain or async); a hook that raises is reported, never propagated."""
+    if fn is None:
+        return
+    try:
+        out = fn(*args)
+        if inspect.isawaitable(out):
+            await out
+    except Exception as exc:
+        log.warning("hook %s raised %r", getattr(fn, "__name__", fn), exc)
+        await error_subject.emit(exc)
+
+
 @dataclass(frozen=True, slots=True)
 class PerformanceEvent:
     """How long one step took (``metric`` is e.g. ``live_tick`` or ``backtest_total``)."""

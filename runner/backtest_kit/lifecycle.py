@@ -23,7 +23,7 @@ from . import context as ctxmod
 from .candles import MINUTE_MS, Candle, from_ms
 from .config import EngineConfig
 from .errors import BacktestKitError, SignalValidationError
-from .events import RiskEvent, error_subject, risk_subject
+from .events import RiskEvent, call_hook, error_subject, risk_subject
 from .market import ExchangeClient, MinuteFeed
 from .pnl import Pnl, close_pnl, pnl_percentage
 from .registry import StrategySchema, registry
@@ -90,16 +90,7 @@ class StrategyInstance:
 
     # ------------------------------------------------------------------ callbacks
     async def callback(self, name: str, *args: Any) -> None:
-        fn = self.strategy.callbacks.get(name)
-        if fn is None:
-            return
-        try:
-            out = fn(*args)
-            if asyncio.iscoroutine(out):
-                await out
-        except Exception as exc:
-            log.warning("strategy %s callback %s raised %r", self.strategy.name, name, exc)
-            await error_subject.emit(exc)
+        await call_hook(self.strategy.callbacks.get(name), *args)
 
     # ------------------------------------------------------------------ asking for a signal
     def throttled(self, when_ms: int) -> bool:

@@ -36,7 +36,7 @@ from .lifecycle import Outcome, StrategyInstance
 from .market import ExchangeClient
 from .persistence import FilePersistence, PersistenceAdapter
 from .registry import registry
-from .reports import ReportStore, render_markdown
+from .reports import ReportStore
 from .signals import ActiveResult, AnyResult, IdleResult, SignalRow, build
 
 store = ReportStore(signal_live_subject)
@@ -404,24 +404,17 @@ class LiveMode:
         return [r.flat() for r in store.record(symbol, strategy).ended]
 
     async def get_report(self, symbol: str, strategy: str, columns: Sequence[str] | None = None) -> str:
-        rec = store.record(symbol, strategy)
-        return render_markdown(
-            f"Live Report: {strategy}",
-            rec.closed,
-            store.stats(symbol, strategy),
+        return store.report(
+            symbol,
+            strategy,
+            title=f"Live Report: {strategy}",
             columns=columns,
             max_rows=get_config().max_live_markdown_rows,
-            cancelled=len(rec.cancelled),
         )
 
     async def dump(self, symbol: str, strategy: str, path: str | os.PathLike[str] | None = None) -> Path:
-        rec = store.record(symbol, strategy)
-        folder = Path(path or "./dump/live")
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = rec.last_when or int(time.time() // 60 * 60_000)
-        target = folder / f"{symbol}_{strategy}_{rec.exchange_name}_live-{stamp}.md"
-        target.write_text(await self.get_report(symbol, strategy), encoding="utf-8")
-        return target
+        report = await self.get_report(symbol, strategy)
+        return store.dump(symbol, strategy, report, Path(path or "./dump/live"), "live")
 
     def list(self) -> list[dict[str, str]]:
         return [

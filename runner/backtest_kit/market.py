@@ -92,17 +92,6 @@ class ExchangeClient:
                 last = exc
                 continue
             candles = _dedupe(_coerce(raw))
-            if len(candles) != limit or (candles and candles[0].timestamp != since_ms):
-                # count and alignment mismatches are the data source's fault: not retried
-                validate_candles(
-                    candles,
-                    symbol=symbol,
-                    interval=interval,
-                    since_ms=since_ms,
-                    limit=limit,
-                    anomaly_factor=cfg.get_candles_price_anomaly_threshold_factor,
-                    min_for_median=cfg.get_candles_min_candles_for_median,
-                )
             try:
                 validate_candles(
                     candles,
@@ -114,6 +103,8 @@ class ExchangeClient:
                     min_for_median=cfg.get_candles_min_candles_for_median,
                 )
             except CandleDataError as exc:
+                if len(candles) != limit or (candles and candles[0].timestamp != since_ms):
+                    raise  # count and alignment mismatches are the data source's fault: not retried
                 last = exc
                 continue
             return candles

@@ -8,8 +8,10 @@ A ``ReportStore`` subscribes to a signal subject and keeps the closed and cancel
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .candles import iso
@@ -60,6 +62,29 @@ class ReportStore:
     def stats(self, symbol: str, strategy: str) -> dict[str, Any]:
         rec = self.record(symbol, strategy)
         return compute_stats([trade_of(r) for r in rec.closed])
+
+    def report(
+        self, symbol: str, strategy: str, *, title: str, columns: Sequence[str] | None, max_rows: int
+    ) -> str:
+        rec = self.record(symbol, strategy)
+        return render_markdown(
+            title,
+            rec.closed,
+            self.stats(symbol, strategy),
+            columns=columns,
+            max_rows=max_rows,
+            cancelled=len(rec.cancelled),
+        )
+
+    def dump(self, symbol: str, strategy: str, report: str, folder: Path, mode: str) -> Path:
+        """Write ``report`` as ``<SYM>_<strategy>_<exchange>[_<frame>]_<mode>-<ms>.md`` in ``folder``."""
+        rec = self.record(symbol, strategy)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = rec.last_when or int(time.time() // 60 * 60_000)
+        parts = [symbol, strategy, rec.exchange_name, *([rec.frame_name] if rec.frame_name else [])]
+        target = folder / f"{'_'.join(parts)}_{mode}-{stamp}.md"
+        target.write_text(report, encoding="utf-8")
+        return target
 
 
 def trade_of(r: ClosedResult) -> Trade:

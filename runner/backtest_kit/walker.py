@@ -22,7 +22,7 @@ from typing import Any
 from .backtest import Backtest
 from .config import get_config
 from .errors import BacktestKitError, ConfigurationError
-from .events import done_walker_subject, error_subject, walker_complete_subject, walker_subject
+from .events import call_hook, done_walker_subject, error_subject, walker_complete_subject, walker_subject
 from .registry import METRICS, FrameSchema, WalkerSchema, registry
 
 
@@ -139,7 +139,7 @@ class WalkerMode:
             for tested, name in enumerate(schema.strategies, start=1):
                 if rec.stop_requested:
                     break
-                await _call(cbs.get("on_strategy_start"), name, symbol)
+                await call_hook(cbs.get("on_strategy_start"), name, symbol)
                 started = time.perf_counter()
                 stats: dict[str, Any] | None
                 error: str | None = None
@@ -151,7 +151,7 @@ class WalkerMode:
                 except (BacktestKitError, Exception) as exc:
                     stats, error = None, f"{type(exc).__name__}: {exc}"
                     await error_subject.emit(exc)
-                    await _call(cbs.get("on_strategy_error"), name, symbol, exc)
+                    await call_hook(cbs.get("on_strategy_error"), name, symbol, exc)
                 value = metric_value(stats, schema.metric)
                 if better(value, rec.best_metric, schema.metric):
                     rec.best_strategy, rec.best_metric, rec.best_stats = name, value, stats
@@ -182,7 +182,7 @@ class WalkerMode:
                     "when": rec.when,
                 }
                 if error is None:
-                    await _call(cbs.get("on_strategy_complete"), name, symbol, stats, value)
+                    await call_hook(cbs.get("on_strategy_complete"), name, symbol, stats, value)
                 await walker_subject.emit(progress)
                 yield progress
         finally:
@@ -277,17 +277,6 @@ def render_walker(data: Mapping[str, Any], *, top_n: int = 10) -> str:
         lines += ["", "## Failed strategies", ""]
         lines += [f"- {r['strategyName']}: {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"
-
-
-async def _call(fn: Callable[..., Any] | None, *args: Any) -> None:
-    if fn is None:
-        return
-    try:
-        out = fn(*args)
-        if asyncio.iscoroutine(out):
-            await out
-    except Exception as exc:
-        await error_subject.emit(exc)
 
 
 Walker = WalkerMode()
