@@ -206,7 +206,12 @@ def validate_signal(
                 f"stop-loss distance {sl_dist:.4f}% is above the maximum "
                 f"{config.max_stoploss_distance_percent}%"
             )
-        if not scheduled:
+        # a market order, or a limit order whose price is already reached, opens now: at the
+        # current price, so that price must lie inside the bracket (item 17, "market/immediate")
+        reached = scheduled and (
+            (pos == "long" and current_price <= open_) or (pos == "short" and current_price >= open_)
+        )
+        if not scheduled or reached:
             if pos == "long" and not (sl < current_price < tp):
                 msgs.append(f"long: current price {current_price} must lie between stop-loss and take-profit")
             if pos == "short" and not (tp < current_price < sl):

@@ -308,3 +308,49 @@ class TestBacktestUtilities:
             await asyncio.wait_for(done.wait(), 30)
         stats = await bk.Backtest.get_data(SYM, "d_sma_cross")
         assert stats["totalSignals"] > 0
+
+
+class TestLimitOrders:
+    async def test_a_limit_order_already_reached_opens_at_its_price_if_the_market_is_inside_the_bracket(
+        self,
+    ) -> None:
+        async def reached(symbol: str, when: datetime, price: float) -> bk.SignalDto:
+            # long limit above the market: reached at once, opens at price_open
+            return bk.SignalDto(
+                position="long",
+                price_open=price * 1.001,
+                price_take_profit=price * 1.011,
+                price_stop_loss=price * 0.991,
+                minute_estimated_time=30,
+            )
+
+        async def outside(symbol: str, when: datetime, price: float) -> bk.SignalDto:
+            # reached, but the market is already below the stop-loss: refused
+            return bk.SignalDto(
+                position="long",
+                price_open=price * 1.02,
+                price_take_profit=price * 1.04,
+                price_stop_loss=price * 1.01,
+                minute_estimated_time=30,
+            )
+
+        errors: list[BaseException] = []
+        with registered() as made:
+            bk.add_strategy("lim_reached", interval="1h", get_signal=reached)
+            bk.add_strategy("lim_outside", interval="1h", get_signal=outside)
+            bk.add_frame("lim_f", start=day(12), end=day(12, 0, 30))
+            made += [("strategies", "lim_reached"), ("strategies", "lim_outside"), ("frames", "lim_f")]
+            got = await run_all(
+                bk.Backtest.run(SYM, strategy="lim_reached", exchange="synthetic", frame="lim_f")
+            )
+            unsubscribe = bk.listen_error(errors.append)
+            try:
+                refused = await run_all(
+                    bk.Backtest.run(SYM, strategy="lim_outside", exchange="synthetic", frame="lim_f")
+                )
+            finally:
+                unsubscribe()
+        opened = got[0]
+        assert opened.action == "opened" and opened.signal.pending_at == opened.signal.scheduled_at
+        assert opened.signal.price_open == pytest.approx(opened.current_price * 1.001)
+        assert refused == [] and "current price" in str(errors[0])
