@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 
 
@@ -170,3 +172,17 @@ def test_the_chart_can_be_a_png(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_progress_bar_draws_on_a_terminal_and_stays_silent_otherwise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from backtest_kit.cli import _Progress
+    from backtest_kit.events import ProgressEvent
+
+    _Progress(True)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 50))
+    _Progress(True)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 200))
+    _Progress(False)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 100))
+    err = capsys.readouterr().err
+    assert " 25.0% 50/200 ticks" in err and "100.0% 200/200 ticks\n" in err
+    assert "100/200" not in err
