@@ -19,6 +19,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         history_size=args.history,
         bookmark_period=args.bookmark_period,
+        orphan_pod_gc_after=args.orphan_pod_gc_after,
     )
     await server.start_async()
     if args.kubeconfig_out:
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig-out", help="write a kubeconfig for this server here")
     parser.add_argument("--history", type=int, default=1000, help="watch events retained for resuming")
     parser.add_argument("--bookmark-period", type=float, default=2.0)
+    parser.add_argument(
+        "--orphan-pod-gc-after",
+        type=float,
+        default=None,
+        help="delete pods bound to a missing Node after this many seconds (real PodGC: 40); default off",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if not args.crds:

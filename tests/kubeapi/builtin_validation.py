@@ -1,4 +1,4 @@
-"""Validation of built-in kinds (pods, PVCs, ConfigMaps, Secrets) where operators commonly go wrong.
+"""Validation of built-in kinds (pods, PVCs, ConfigMaps, Secrets, Node taints) where clients go wrong.
 
 A fake server that accepts anything hides bugs a real cluster would reject at once: a volumeMount
 naming no volume, a container name with capitals, a bad resource quantity, requests above limits,
@@ -213,3 +213,62 @@ def secret_data_error(obj: dict[str, Any]) -> str | None:
         except (binascii.Error, ValueError):
             return 'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 0'
     return None
+
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def validate_node_spec(spec: dict[str, Any]) -> list[Cause]:
+    """Node taints: a qualified-name key, a label-like value, a known effect, no duplicate key+effect."""
+    causes: list[Cause] = []
+    seen: set[tuple[str, str]] = set()
+    for i, taint in enumerate(spec.get("taints") or []):
+        path = f"spec.taints[{i}]"
+        key, value, effect = str(taint.get("key") or ""), taint.get("value"), taint.get("effect")
+        prefix, _, name = key.rpartition("/")
+        if not key:
+            causes.append(Cause(f"{path}.key", "FieldValueRequired", "Required value"))
+        elif (prefix and not _SUBDOMAIN.match(prefix)) or len(name) > 63 or not _QUALIFIED.match(name):
+            causes.append(
+                Cause(
+                    f"{path}.key",
+                    "FieldValueInvalid",
+                    f"Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', "
+                    "'_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
+        if value is not None and (len(str(value)) > 63 or not _LABEL_VALUE.match(str(value))):
+            causes.append(
+                Cause(
+                    f"{path}.value",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{value}": a valid label must be an empty string or consist of '
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
+        if not effect:
+            causes.append(Cause(f"{path}.effect", "FieldValueRequired", "Required value"))
+        elif effect not in TAINT_EFFECTS:
+            causes.append(
+                Cause(
+                    f"{path}.effect",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{effect}": supported values: '
+                    + ", ".join(f'"{e}"' for e in TAINT_EFFECTS),
+                )
+            )
+        if (key, str(effect)) in seen:
+            causes.append(
+                Cause(
+                    f"{path}",
+                    "FieldValueDuplicate",
+                    f'Duplicate value: "{key}={value or ""}:{effect}": '
+                    "taints must be unique by key and effect pair",
+                )
+            )
+        seen.add((key, str(effect)))
+    return causes

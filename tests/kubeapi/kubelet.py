@@ -5,6 +5,13 @@ actually starting, serving HTTP, crashing, restarting and terminating.  This com
 pods through the API server (HTTP only, so it also works against a real cluster), binds the ones
 it should run to its node, and runs the first container of each as a process on this host.
 
+Its node: like a real kubelet it registers a ``v1/Node`` named ``node_name`` (created, or adopted
+when it exists), tainted ``backtestkit.dev/local-kubelet=true:NoSchedule`` so no scheduler places
+other workloads on it, renews the node Lease in ``kube-node-lease`` every ``lease_period`` seconds and
+re-posts the Ready condition every ``node_status_period`` seconds; on stop it deletes the Node only
+if it created it (``delete_node_on_stop``).  See :mod:`.node`.  Without a Node, a real cluster's pod
+garbage collector deletes the pods bound to it.
+
 Which pods it runs:
   * against the fake server (``require_label=False``, default): every pod that is unscheduled
     (``spec.nodeName`` empty) or already bound to this kubelet's node (``node_name``);
@@ -70,6 +77,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -79,10 +87,10 @@ from typing import Any
 import aiohttp
 
 from .client import KubeClient, KubeError, informer
+from .node import LOCAL_LABEL, NodeRegistration
 
 log = logging.getLogger(__name__)
 
-LOCAL_LABEL = "backtestkit.dev/local-kubelet"
 PORT_ANNOTATION = "backtestkit.dev/local-port"
 PORTS_ANNOTATION = "backtestkit.dev/local-ports"
 LOG_ANNOTATION = "backtestkit.dev/local-log-path"
@@ -654,6 +662,11 @@ class LocalKubelet:
         probe_period_cap: float = 0.5,
         liveness_time_scale: float = 1.0,
         run_jobs: bool = True,
+        register_node: bool = True,
+        delete_node_on_stop: bool = True,
+        node_labels: Mapping[str, str] | None = None,
+        lease_period: float = 10.0,
+        node_status_period: float = 30.0,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.node_name = node_name
@@ -672,6 +685,13 @@ class LocalKubelet:
         self.probe_period_cap = probe_period_cap
         self.liveness_time_scale = liveness_time_scale
         self.run_jobs = run_jobs
+        self.register_node = register_node
+        self.delete_node_on_stop = delete_node_on_stop
+        self.node_labels = dict(node_labels or {})
+        self.lease_period = lease_period
+        self.node_status_period = node_status_period
+        self.node: NodeRegistration | None = None
+        self._failure: BaseException | None = None
         self.workers: dict[str, PodWorker] = {}
         self.gone: dict[str, PodWorker] = {}  # deleted pods, kept for pod_log()
         self.synced = threading.Event()
@@ -706,20 +726,32 @@ class LocalKubelet:
     # ----------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
-        """Run until cancelled."""
+        """Register the node, then run pods until cancelled."""
         self._client = KubeClient(self.kubeconfig)
-        base = f"/api/v1/namespaces/{self.namespace}/pods" if self.namespace else "/api/v1/pods"
-        params = {"labelSelector": f"{LOCAL_LABEL}=true"} if self.require_label else {}
-        synced = asyncio.Event()
-        self._tasks.append(asyncio.create_task(informer(self.client, base, params, self._on_pod, synced)))
-        if self.run_jobs:
-            from .jobs import JobController
-
-            self.jobs = JobController(self.client, self.namespace)
-            self._tasks.append(asyncio.create_task(self.jobs.run()))
-        await synced.wait()
-        self.synced.set()
         try:
+            if self.register_node:
+                self.node = NodeRegistration(
+                    self.client,
+                    self.node_name,
+                    root=self.root,
+                    labels=self.node_labels,
+                    lease_period=self.lease_period,
+                    status_period=self.node_status_period,
+                    delete_on_stop=self.delete_node_on_stop,
+                )
+                await self.node.register()
+                self._tasks.append(asyncio.create_task(self.node.heartbeat()))
+            base = f"/api/v1/namespaces/{self.namespace}/pods" if self.namespace else "/api/v1/pods"
+            params = {"labelSelector": f"{LOCAL_LABEL}=true"} if self.require_label else {}
+            synced = asyncio.Event()
+            self._tasks.append(asyncio.create_task(informer(self.client, base, params, self._on_pod, synced)))
+            if self.run_jobs:
+                from .jobs import JobController
+
+                self.jobs = JobController(self.client, self.namespace)
+                self._tasks.append(asyncio.create_task(self.jobs.run()))
+            await synced.wait()
+            self.synced.set()
             await asyncio.gather(*self._tasks)
         finally:
             await self._shutdown()
@@ -736,6 +768,11 @@ class LocalKubelet:
             if worker.proc is not None and worker.proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(worker.proc.wait(), 5)
+        if self.node is not None:
+            try:
+                await asyncio.wait_for(self.node.unregister(), 10)
+            except Exception as exc:
+                log.warning("could not remove node %s: %r", self.node_name, exc)
         if self._client is not None:
             await self._client.close()
 
@@ -749,21 +786,36 @@ class LocalKubelet:
             main_task = loop.create_task(self.run())
             self._main_task = main_task
             ready.set_result(None)
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 loop.run_until_complete(main_task)
+            except asyncio.CancelledError:
+                pass
+            except BaseException as exc:
+                self._failure = exc
+                log.error("local kubelet stopped: %r", exc)
             loop.close()
 
         self._thread = threading.Thread(target=main, name="local-kubelet", daemon=True)
         self._thread.start()
         ready.result(timeout)
-        if not self.synced.wait(timeout):
-            raise TimeoutError("local kubelet could not list pods")
+        deadline = time.monotonic() + timeout
+        while not self.synced.wait(0.05):
+            if self._failure is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"local kubelet could not start: {self._failure} (on a real cluster its user needs "
+                    "nodes, nodes/status, leases in kube-node-lease, pods/binding and pods/status)"
+                ) from self._failure
+            if time.monotonic() > deadline:
+                raise TimeoutError("local kubelet could not register its node or list pods")
         return self
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._main_task.cancel)
-            self._thread.join(timeout=15)
+            if self._thread.is_alive():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    self._loop.call_soon_threadsafe(self._main_task.cancel)
+                self._thread.join(timeout=15)
             self._thread = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -101,6 +101,7 @@ def _builtin(
 def builtin_resources() -> list[ResourceType]:
     return [
         _builtin("", "v1", "namespaces", "Namespace", False, ["ns"], status=True, fields=["status.phase"]),
+        _builtin("", "v1", "nodes", "Node", False, ["no"], status=True, fields=["spec.unschedulable"]),
         _builtin(
             "",
             "v1",

@@ -5,7 +5,9 @@ operator must be exercised through kopf and the official client exactly as in pr
 implemented is what those clients observe: discovery, CRUD with optimistic concurrency, the four
 patch types, status subresources, finalizers and graceful deletion, ownerReference garbage
 collection, list/watch with resourceVersion semantics (history, bookmarks, 410), and CRD structural
-schemas (pruning, defaulting, validation, simple CEL).
+schemas (pruning, defaulting, validation, simple CEL).  Optionally (``orphan_pod_gc_after``) the
+pod garbage collector of kube-controller-manager: pods bound to a Node that does not exist are
+failed and force-deleted, which is why node components must register their Node.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 CRD_KEY: Key = ("apiextensions.k8s.io", "customresourcedefinitions")
 NS_KEY: Key = ("", "namespaces")
 POD_KEY: Key = ("", "pods")
+NODE_KEY: Key = ("", "nodes")
 CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 PVC_KEY: Key = ("", "persistentvolumeclaims")
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
@@ -204,10 +207,14 @@ class ApiServer:
         history_size: int = 1000,
         bookmark_period: float = 2.0,
         gc_period: float = 0.1,
+        orphan_pod_gc_after: float | None = None,
     ) -> None:
         self.store = Store(history_size)
         self.bookmark_period = bookmark_period
         self.gc_period = gc_period
+        # seconds a pod may stay bound to a missing Node (kube-controller-manager: 40 s); None: off
+        self.orphan_pod_gc_after = orphan_pod_gc_after
+        self._orphans_seen: dict[str, float] = {}
         self.types: dict[tuple[str, str, str], ResourceType] = {}
         self.group_versions: dict[str, list[str]] = {}
         self._gc_task: asyncio.Task[None] | None = None
@@ -461,6 +468,8 @@ class ApiServer:
                         f"unmarshal number into Go struct field ConfigMap.{field} of type string"
                     )
             causes += builtin_validation.validate_data_keys(obj, secret=False)
+        elif rt.key == NODE_KEY:
+            causes += builtin_validation.validate_node_spec(obj.setdefault("spec", {}))
         elif rt.key == CRD_KEY:
             causes.extend(self._validate_crd(obj))
         return causes
@@ -844,18 +853,16 @@ class ApiServer:
         else:
             self.store.put(key, new, obj)
 
-    def _delete_quietly(self, key: Key, obj: dict[str, Any], policy: str) -> None:
+    def _delete_quietly(self, key: Key, obj: dict[str, Any], policy: str, grace: int | None = None) -> None:
         rts = self._types_for_key(key)
         if not rts:
             return
         meta = obj["metadata"]
+        options: dict[str, Any] = {"propagationPolicy": policy, "preconditions": {"uid": meta["uid"]}}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
         try:
-            self._delete(
-                rts[0],
-                meta.get("namespace", ""),
-                meta["name"],
-                {"propagationPolicy": policy, "preconditions": {"uid": meta["uid"]}},
-            )
+            self._delete(rts[0], meta.get("namespace", ""), meta["name"], options)
         except ApiError:
             pass
 
@@ -918,6 +925,42 @@ class ApiServer:
                         self._delete_quietly(ikey, inst, "Background")
                 if not list(store.items(ikey)):
                     self._remove_finalizer(key, obj, CRD_CLEANUP)
+        if self.orphan_pod_gc_after is not None:
+            self._collect_orphaned_pods()
+
+    def _collect_orphaned_pods(self) -> None:
+        """kube-controller-manager's PodGC: a pod bound to a missing Node is failed, then force-deleted."""
+        now = time.monotonic()
+        nodes = {obj["metadata"]["name"] for obj in self.store.items(NODE_KEY)}
+        seen: dict[str, float] = {}
+        for pod in list(self.store.items(POD_KEY)):
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not node or node in nodes:
+                continue
+            meta = pod["metadata"]
+            seen[meta["uid"]] = self._orphans_seen.get(meta["uid"], now)
+            if now - seen[meta["uid"]] < float(self.orphan_pod_gc_after or 0):
+                continue
+            log.info("pod GC: deleting %s/%s, node %s is gone", meta["namespace"], meta["name"], node)
+            new = copy.deepcopy(pod)
+            status = new.setdefault("status", {})
+            if status.get("phase") not in ("Succeeded", "Failed"):
+                status["phase"] = "Failed"
+                conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+                conds.append(
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "DeletionByPodGC",
+                        "message": "PodGC: node no longer exists",
+                        "lastTransitionTime": now_iso(),
+                    }
+                )
+                status["conditions"] = conds
+                pod = self.store.put(POD_KEY, new, pod)
+            self._delete_quietly(POD_KEY, pod, "Background", grace=0)
+            seen.pop(meta["uid"], None)
+        self._orphans_seen = seen
 
     def _pvc_in_use(self, namespace: str, claim: str) -> bool:
         """The pvc-protection controller's test: a pod that has not finished mounts the claim."""
@@ -1402,9 +1445,23 @@ class ApiServer:
         pod = self.store.get(POD_KEY, ns, name)
         if pod is None:
             raise not_found("pods", "", name)
-        node = (body.get("target") or {}).get("name")
+        # Like kube-apiserver, the target Node need not exist (the scheduler checks that, not the API):
+        # the binding only records spec.nodeName and the PodScheduled condition.
+        target = body.get("target") or {}
+        node, kind = target.get("name"), target.get("kind")
+        causes = []
+        if kind and kind != "Node":
+            causes.append(
+                Cause(
+                    "target.kind",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{kind}": supported values: "Node", "<empty>"',
+                )
+            )
         if not node:
-            raise invalid("Binding", "", name, [Cause("target.name", "FieldValueRequired", "Required value")])
+            causes.append(Cause("target.name", "FieldValueRequired", "Required value"))
+        if causes:
+            raise invalid("Binding", "", name, causes)
         if (pod.get("spec") or {}).get("nodeName"):
             raise conflict(
                 "pods/binding",
@@ -1456,12 +1513,14 @@ class KubeAPIServer:
         history_size: int = 1000,
         bookmark_period: float = 2.0,
         gc_period: float = 0.1,
+        orphan_pod_gc_after: float | None = None,
     ) -> None:
         self.api = ApiServer(
             [Path(d) for d in crd_dirs],
             history_size=history_size,
             bookmark_period=bookmark_period,
             gc_period=gc_period,
+            orphan_pod_gc_after=orphan_pod_gc_after,
         )
         self.host = host
         self.port = port
