@@ -172,6 +172,7 @@ def _real_cluster(tmp_path: Path, kubeconfig: Path) -> Iterator[Cluster]:
         root=tmp_path / "kubelet",
         require_label=True,
         namespace=namespace,
+        node_name=f"local-kubelet-{namespace}",  # one Node per run: parallel runs never share one
         run_jobs=False,
         cwd=REPO,
         restart_backoff=(0.2, 1.0),
