@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from . import registry as reg
 from .backtest import Backtest
@@ -178,10 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def run_json(obj: Any) -> str:
-    return json.dumps(obj, allow_nan=False)
 
 
 if __name__ == "__main__":

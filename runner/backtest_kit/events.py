@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-Listener = Callable[[T], Awaitable[None] | None]
 Unsubscribe = Callable[[], None]
 
 log = logging.getLogger("backtest_kit")

@@ -85,9 +85,6 @@ async def d_sma_cross(symbol: str, when: datetime, price: float) -> SignalDto | 
     return None
 
 
-BUILTIN_STRATEGIES = ("a_long_tp1_sl1", "c_limit_sched", "d_sma_cross")
-
-
 def register_builtins() -> None:
     """Register ``synthetic`` and the example strategies (skipping names already taken)."""
     if "synthetic" not in registry.exchanges.items:

@@ -28,11 +28,6 @@ class Pnl(NamedTuple):
         }
 
 
-def effective_open(cost: float, price: float) -> float:
-    """Cost-weighted harmonic mean of one entry: ``cost / (cost / price)`` (may differ by 1 ulp)."""
-    return cost / (cost / price)
-
-
 def pnl_percentage(
     is_long: bool,
     open_eff: float,

@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .candles import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, Candle, CandleArrays, to_ms
 from .errors import ConfigurationError, UnknownNameError
@@ -33,10 +33,6 @@ METRICS: dict[str, bool] = {
     "maxDrawdown": False,
     "totalTrades": True,
 }
-
-
-class StrategyCallbacks(Protocol):
-    """Optional hooks; any subset may be given (as an object or a mapping of functions)."""
 
 
 @dataclass(frozen=True, slots=True)

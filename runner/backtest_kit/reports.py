@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .candles import iso
+from .config import get_config
 from .events import Subject
 from .signals import CancelledResult, ClosedResult
 from .stats import Trade, compute_stats
@@ -67,6 +68,8 @@ class ReportStore:
         self, symbol: str, strategy: str, *, title: str, columns: Sequence[str] | None, max_rows: int
     ) -> str:
         rec = self.record(symbol, strategy)
+        if columns is None and get_config().report_show_signal_note:
+            columns = ("id", "symbol", "position", "note", *DEFAULT_COLUMNS[3:])
         return render_markdown(
             title,
             rec.closed,

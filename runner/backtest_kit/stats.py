@@ -24,17 +24,6 @@ class Trade(NamedTuple):
     fall_pnl: float
     close_price: float = math.nan
 
-    @staticmethod
-    def from_flat(row: dict[str, Any]) -> Trade:
-        return Trade(
-            row["pnlPercentage"],
-            row["pendingAt"],
-            row["closeTimestamp"],
-            row["peakPnlPercentage"],
-            row["maxDrawdownPnlPercentage"],
-            row.get("pnlPriceClose") or math.nan,
-        )
-
 
 STAT_FIELDS = (
     "statsSignalCount",

@@ -21,7 +21,6 @@ from .errors import CandleDataError
 SYMBOL = "SYNUSDT"
 T0_MS = 1_703_030_400_000  # 2023-12-20T00:00:00Z
 N_CANDLES = 564_480  # up to 2025-01-15T00:00:00Z (exclusive)
-END_MS = T0_MS + N_CANDLES * MINUTE_MS
 
 _A = 1664525
 _C = 1013904223

@@ -354,3 +354,15 @@ class TestLimitOrders:
         assert opened.action == "opened" and opened.signal.pending_at == opened.signal.scheduled_at
         assert opened.signal.price_open == pytest.approx(opened.current_price * 1.001)
         assert refused == [] and "current price" in str(errors[0])
+
+
+async def test_the_report_shows_signal_notes_when_configured() -> None:
+    with registered() as made:
+        bk.add_frame("note_f", start=day(13), end=day(13, 3))
+        made.append(("frames", "note_f"))
+        await run_all(bk.Backtest.run(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame="note_f"))
+        plain = await bk.Backtest.get_report(SYM, "a_long_tp1_sl1")
+        bk.set_config(report_show_signal_note=True)
+        with_note = await bk.Backtest.get_report(SYM, "a_long_tp1_sl1")
+    assert "| Note |" not in plain
+    assert "| Position | Note | Open Price |" in with_note and "| LONG | a |" in with_note
