@@ -73,10 +73,3 @@ def merge_conditions(
         merged.append(entry)
     merged.extend(c for t, c in old.items() if t not in seen)
     return merged
-
-
-def find_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
-    for cond in conditions or ():
-        if cond.get("type") == type_:
-            return cond
-    return None
