@@ -196,8 +196,33 @@ def rolling_vwap(arr: CandleArrays, window: int) -> FloatArray:
     return out
 
 
-def validate_candles(
-    candles: Sequence[Candle],
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def candle_arrays_checked(
+    candles: Sequence[Candle], *, symbol: str, interval: str, since_ms: int
+) -> CandleArrays:
+    """Columns of ``candles``, refusing anything that is not a :class:`Candle` of real numbers.
+
+    The list path accepts whatever an exchange's ``get_candles`` returned; numpy would quietly turn
+    a string or ``None`` into a number or an object column, so the types are checked here, before
+    the columns exist, and the values by :func:`validate_candle_arrays` afterwards.
+    """
+
+    def fail(msg: str) -> CandleDataError:
+        return CandleDataError(msg, symbol=symbol, interval=interval, since_ms=since_ms)
+
+    for i, c in enumerate(candles):
+        if not isinstance(c, Candle):
+            raise fail(f"candle {i} is {type(c).__name__}, expected Candle")
+        for name, x in zip(_FIELDS, c[1:], strict=True):
+            if not isinstance(x, (int, float)):
+                raise fail(f"candle {i} has a non-finite {name}: {x!r}")
+    return CandleArrays.from_candles(candles)
+
+
+def validate_candle_arrays(
+    arr: CandleArrays,
     *,
     symbol: str,
     interval: str,
@@ -206,77 +231,96 @@ def validate_candles(
     anomaly_factor: float,
     min_for_median: int,
 ) -> None:
-    """Reject candles the engine must not trade on, naming symbol, interval and since."""
+    """Reject candles the engine must not trade on, naming symbol, interval and since.
 
-    def fail(msg: str) -> CandleDataError:
-        return CandleDataError(msg, symbol=symbol, interval=interval, since_ms=since_ms)
-
-    if len(candles) != limit:
-        raise fail(f"exchange returned {len(candles)} candles, expected {limit}")
-    if limit == 0:
-        return
-    step = interval_ms(interval)
-    values: list[float] = []
-    for i, c in enumerate(candles):
-        if not isinstance(c, Candle):
-            raise fail(f"candle {i} is {type(c).__name__}, expected Candle")
-        expected_ts = since_ms + i * step
-        if c.timestamp != expected_ts:
-            raise fail(f"candle {i} opens at {iso(int(c.timestamp))}, expected {iso(expected_ts)}")
-        o, h, lo, cl, v = c.open, c.high, c.low, c.close, c.volume
-        for name, x in (("open", o), ("high", h), ("low", lo), ("close", cl), ("volume", v)):
-            if not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise fail(f"candle {i} has a non-finite {name}: {x!r}")
-        if o <= 0 or h <= 0 or lo <= 0 or cl <= 0:
-            raise fail(f"candle {i} has a non-positive price")
-        if v < 0:
-            raise fail(f"candle {i} has a negative volume {v}")
-        if h < lo:
-            raise fail(f"candle {i} has high {h} below low {lo}")
-        if h < max(o, cl) or lo > min(o, cl):
-            raise fail(f"candle {i} has open/close outside its high/low range")
-        values.extend((o, h, lo, cl))
-    if len(candles) >= min_for_median:
-        ref = sorted(values)[len(values) // 2]
-    else:
-        ref = sum(values) / len(values)
-    floor = ref / anomaly_factor
-    for i, c in enumerate(candles):
-        if min(c.open, c.high, c.low, c.close) < floor:
-            raise fail(f"candle {i} has a price below reference/{anomaly_factor:g} (anomaly)")
-
-
-def validate_arrays(
-    arr: CandleArrays,
-    *,
-    symbol: str,
-    interval: str,
-    since_ms: int,
-    limit: int,
-) -> None:
-    """Vectorised form of the structural checks for bulk loads (finite, positive, aligned)."""
+    The one validation both exchange paths use (``get_candles`` after conversion, and the columnar
+    ``get_candle_arrays``). Checks, in this order: count, alignment, then per candle finite, positive
+    prices, volume >= 0, high >= low, open/close inside high/low; the first failing candle (and its
+    first failing check) is the one reported. Last, the price-anomaly check against the reference of
+    the whole load (see :func:`anomaly_reference`).
+    """
 
     def fail(msg: str) -> CandleDataError:
         return CandleDataError(msg, symbol=symbol, interval=interval, since_ms=since_ms)
 
     if len(arr) != limit:
         raise fail(f"exchange returned {len(arr)} candles, expected {limit}")
+    if limit == 0:
+        return
     step = interval_ms(interval)
-    expected = since_ms + np.arange(limit, dtype=np.int64) * step
-    bad = np.nonzero(arr.ts != expected)[0]
-    if bad.size:
-        i = int(bad[0])
+    expected = np.arange(since_ms, since_ms + limit * step, step, dtype=np.int64)
+    if not np.array_equal(arr.ts, expected):
+        i = int(np.flatnonzero(arr.ts != expected)[0])
         raise fail(f"candle {i} opens at {iso(int(arr.ts[i]))}, expected {iso(int(expected[i]))}")
-    prices = np.stack([arr.open, arr.high, arr.low, arr.close])
-    if not (np.isfinite(prices).all() and np.isfinite(arr.volume).all()):
-        raise fail("candles contain non-finite values")
-    if (prices <= 0).any():
-        raise fail("candles contain non-positive prices")
-    if (arr.volume < 0).any():
-        raise fail("candles contain negative volume")
-    if (
-        (arr.high < arr.low).any()
-        or (arr.high < np.maximum(arr.open, arr.close)).any()
-        or (arr.low > np.minimum(arr.open, arr.close)).any()
-    ):
-        raise fail("candles contain open/close outside their high/low range")
+    if not _all_usable(arr):
+        problem = _first_bad_candle(arr)
+        if problem is not None:
+            raise fail(problem)
+    low_min = float(arr.low.min())
+    if len(arr) >= min_for_median and low_min >= float(arr.high.max()) / anomaly_factor:
+        return  # the median is one of the values, so at most the highest high: nothing is below
+    floor = anomaly_reference(arr, min_for_median) / anomaly_factor
+    if low_min < floor:
+        # Once the checks above pass, low is the smallest of a candle's four prices.
+        i = int(np.argmax(arr.low < floor))
+        raise fail(f"candle {i} has a price below reference/{anomaly_factor:g} (anomaly)")
+
+
+def _all_usable(arr: CandleArrays) -> bool:
+    """True when every candle passes the per-candle checks: few numpy passes for the common case.
+
+    ``0 < low <= min(open, close)`` and ``max(open, close) <= high`` with high and volume finite
+    imply all the checks of :func:`_first_bad_candle` (a NaN fails every comparison).
+    """
+    o, h, lo, cl, v = arr.open, arr.high, arr.low, arr.close, arr.volume
+    with np.errstate(invalid="ignore"):
+        return bool(
+            (lo > 0).all()
+            and (lo <= np.minimum(o, cl)).all()
+            and (np.maximum(o, cl) <= h).all()
+            and np.isfinite(h).all()
+            and (v >= 0).all()
+            and np.isfinite(v).all()
+        )
+
+
+def anomaly_reference(arr: CandleArrays, min_for_median: int) -> float:
+    """The typical price of a load: the median of all its OHLC values, their mean when few.
+
+    The median is element ``n // 2`` of the sorted values (the upper one when ``n`` is even);
+    the mean is Python's ``sum`` over the values candle by candle (open, high, low, close).
+    """
+    values = np.stack([arr.open, arr.high, arr.low, arr.close], axis=1).ravel()
+    if len(arr) >= min_for_median:
+        k = values.size // 2
+        return float(np.partition(values, k)[k])
+    return sum(values.tolist()) / values.size
+
+
+def _first_bad_candle(arr: CandleArrays) -> str | None:
+    """What is wrong with the first unusable candle (checks in order), or None if none is."""
+    o, h, lo, cl, v = arr.open, arr.high, arr.low, arr.close, arr.volume
+    with np.errstate(invalid="ignore"):
+        checks = (
+            ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(cl) & np.isfinite(v)),
+            (o <= 0) | (h <= 0) | (lo <= 0) | (cl <= 0),
+            v < 0,
+            h < lo,
+            (h < np.maximum(o, cl)) | (lo > np.minimum(o, cl)),
+        )
+    firsts = [int(np.argmax(bad)) if bad.any() else len(arr) for bad in checks]
+    i = min(firsts)
+    if i == len(arr):
+        return None
+    check = firsts.index(i)  # on a tie, the earlier check names the problem
+    c = arr.candle(i)
+    if check == 0:
+        name, x = next((n, x) for n, x in zip(_FIELDS, c[1:], strict=True) if not math.isfinite(x))
+        return f"candle {i} has a non-finite {name}: {x!r}"
+    if check == 1:
+        return f"candle {i} has a non-positive price"
+    if check == 2:
+        return f"candle {i} has a negative volume {c.volume}"
+    if check == 3:
+        return f"candle {i} has high {c.high} below low {c.low}"
+    return f"candle {i} has open/close outside its high/low range"

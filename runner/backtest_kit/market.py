@@ -19,14 +19,14 @@ from .candles import (
     MINUTE_MS,
     Candle,
     CandleArrays,
+    candle_arrays_checked,
     candle_vwap,
     from_ms,
     interval_ms,
     rolling_vwap,
-    validate_arrays,
-    validate_candles,
+    validate_candle_arrays,
 )
-from .config import EngineConfig, get_config
+from .config import EngineConfig
 from .errors import CandleDataError, ConfigurationError, ExchangeUnavailableError
 from .registry import ExchangeSchema
 
@@ -34,15 +34,11 @@ from .registry import ExchangeSchema
 class ExchangeClient:
     """Calls one registered exchange the way the engine needs: chunked, retried, validated."""
 
-    def __init__(self, schema: ExchangeSchema, *, backtest: bool, config: EngineConfig | None = None) -> None:
+    def __init__(self, schema: ExchangeSchema, *, backtest: bool, config: EngineConfig) -> None:
         self.schema = schema
         self.name = schema.name
         self.backtest = backtest
-        self._config = config
-
-    @property
-    def config(self) -> EngineConfig:
-        return self._config or get_config()
+        self.config = config
 
     async def fetch(self, symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
         """Exactly ``limit`` candles from ``since_ms`` (validated), in request-sized chunks."""
@@ -77,7 +73,15 @@ class ExchangeClient:
             raise ExchangeUnavailableError(
                 f"exchange {self.name!r} failed: {exc}", symbol=symbol, interval=interval, since_ms=since_ms
             ) from exc
-        validate_arrays(arr, symbol=symbol, interval=interval, since_ms=since_ms, limit=limit)
+        validate_candle_arrays(
+            arr,
+            symbol=symbol,
+            interval=interval,
+            since_ms=since_ms,
+            limit=limit,
+            anomaly_factor=self.config.get_candles_price_anomaly_threshold_factor,
+            min_for_median=self.config.get_candles_min_candles_for_median,
+        )
         return arr
 
     async def _attempt(self, symbol: str, interval: str, since_ms: int, limit: int) -> list[Candle]:
@@ -93,8 +97,8 @@ class ExchangeClient:
                 continue
             candles = _dedupe(_coerce(raw))
             try:
-                validate_candles(
-                    candles,
+                validate_candle_arrays(
+                    candle_arrays_checked(candles, symbol=symbol, interval=interval, since_ms=since_ms),
                     symbol=symbol,
                     interval=interval,
                     since_ms=since_ms,
