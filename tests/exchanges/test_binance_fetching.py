@@ -50,14 +50,6 @@ class TestAnswers:
             }
         ]
 
-    async def test_the_adapter_itself_can_be_called_like_get_candles(
-        self, make_exchange: MakeExchange
-    ) -> None:
-        exchange = make_exchange()
-        assert await exchange("BTCUSDT", "1m", SINCE, 3) == await exchange.get_candles(
-            "BTCUSDT", "1m", SINCE, 3
-        )
-
     async def test_a_limit_of_zero_returns_nothing_without_asking(
         self, make_exchange: MakeExchange, binance: FakeBinance
     ) -> None:

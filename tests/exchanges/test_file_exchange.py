@@ -113,11 +113,6 @@ class TestServingOneMinute:
         (tmp_path / "BTCUSDT.csv").write_text("\n".join(lines) + "\n")
         assert await fetch(CandleFileExchange(tmp_path), "1m", START, 3) == written
 
-    async def test_the_adapter_itself_can_be_called_like_get_candles(self, tmp_path: Path) -> None:
-        (tmp_path / "BTCUSDT.csv").write_text(csv_text(minute_candles(3)))
-        exchange = CandleFileExchange(tmp_path)
-        assert await exchange("BTCUSDT", "1m", START, 3) == await fetch(exchange, "1m", START, 3)
-
     async def test_a_limit_of_zero_returns_nothing(self, tmp_path: Path) -> None:
         (tmp_path / "BTCUSDT.csv").write_text(csv_text(minute_candles(3)))
         assert await fetch(CandleFileExchange(tmp_path), "1m", START, 0) == []

@@ -1,4 +1,4 @@
-"""Handing adapters to the engine: ``register`` and the columnar fast path agree with get_candles."""
+"""The columnar fast path of the file adapter serves and refuses what its get_candles does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from backtest_kit.candles import Candle, CandleArrays
 from backtest_kit.errors import CandleDataError, ConfigurationError
-from backtest_kit_runner.exchanges import BinanceKlinesExchange, CandleFileExchange, register
+from backtest_kit_runner.exchanges import CandleFileExchange
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 START_MS = int(START.timestamp() * 1000)
@@ -25,16 +25,6 @@ def write_minutes(path: Path, n: int) -> list[Candle]:
     lines = ["timestamp,open,high,low,close,volume"] + [",".join(map(str, c)) for c in candles]
     path.write_text("\n".join(lines) + "\n")
     return candles
-
-
-@pytest.fixture
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """The engine's exchange table, emptied for the test and restored afterwards."""
-    from backtest_kit import registry as engine_registry
-
-    items: dict[str, object] = {}
-    monkeypatch.setattr(engine_registry.registry.exchanges, "items", items)
-    return items
 
 
 class TestColumnarFastPath:
@@ -62,34 +52,3 @@ class TestColumnarFastPath:
     def test_a_limit_of_zero_gives_empty_columns(self, tmp_path: Path) -> None:
         write_minutes(tmp_path / "BTCUSDT.csv", 3)
         assert len(CandleFileExchange(tmp_path).get_candle_arrays("BTCUSDT", "1h", START_MS, 0)) == 0
-
-
-class TestRegister:
-    async def test_a_file_exchange_is_registered_with_its_columnar_fast_path(
-        self, tmp_path: Path, isolated_registry: dict[str, object]
-    ) -> None:
-        write_minutes(tmp_path / "BTCUSDT.csv", 10)
-        exchange = CandleFileExchange(tmp_path)
-        register("files", exchange)
-        schema = isolated_registry["files"]
-        assert schema.get_candles == exchange.get_candles  # type: ignore[attr-defined]
-        assert schema.get_candle_arrays == exchange.get_candle_arrays  # type: ignore[attr-defined]
-        assert len(await schema.get_candles("BTCUSDT", "1m", START, 10)) == 10  # type: ignore[attr-defined]
-
-    async def test_the_binance_adapter_is_registered_without_one(
-        self, isolated_registry: dict[str, object]
-    ) -> None:
-        exchange = BinanceKlinesExchange()
-        register("binance", exchange)
-        schema = isolated_registry["binance"]
-        assert schema.get_candles == exchange.get_candles  # type: ignore[attr-defined]
-        assert schema.get_candle_arrays is None  # type: ignore[attr-defined]
-
-    def test_a_taken_name_is_refused_unless_replacing(
-        self, tmp_path: Path, isolated_registry: dict[str, object]
-    ) -> None:
-        write_minutes(tmp_path / "BTCUSDT.csv", 3)
-        register("files", CandleFileExchange(tmp_path))
-        with pytest.raises(ConfigurationError, match="already registered"):
-            register("files", CandleFileExchange(tmp_path))
-        register("files", CandleFileExchange(tmp_path), replace=True)

@@ -2,9 +2,10 @@
 
 The engine asks an adapter for ``limit`` consecutive candles from ``since`` and trusts the answer;
 everything that can go wrong on the way (network trouble, rate limits, bad or missing data) is
-handled here and surfaces as one of the engine's error groups. Register an adapter with the
-engine with :func:`register` (``add_exchange(name, get_candles=adapter.get_candles)``, plus the
-columnar ``get_candle_arrays`` fast path when the adapter has one).
+handled here and surfaces as one of the engine's error groups. Hand an adapter to the engine with
+``add_exchange(name, get_candles=adapter.get_candles)``; the file adapter also offers the columnar
+fast path (``get_candle_arrays=adapter.get_candle_arrays``). The runner does this in
+``exchange_setup``.
 
 * :class:`BinanceKlinesExchange`: Binance spot klines over HTTP (aiohttp).
 * :class:`CandleFileExchange`: 1m candles from CSV/Parquet files, aggregated to any interval.
@@ -13,9 +14,7 @@ columnar ``get_candle_arrays`` fast path when the adapter has one).
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._common import CandleRequest, CandleSource, check_request
+from ._common import CandleRequest, check_request
 from .binance import BINANCE_INTERVALS, BinanceHTTPError, BinanceKlinesExchange
 from .ccxt_adapter import CcxtExchange
 from .errors import ExchangeRateLimitedError, ExchangeRequestError
@@ -28,21 +27,8 @@ __all__ = [
     "CandleFileError",
     "CandleFileExchange",
     "CandleRequest",
-    "CandleSource",
     "CcxtExchange",
     "ExchangeRateLimitedError",
     "ExchangeRequestError",
     "check_request",
-    "register",
 ]
-
-
-def register(name: str, adapter: CandleSource, *, replace: bool = False) -> None:
-    """Register ``adapter`` with the engine as exchange ``name``."""
-    from backtest_kit import add_exchange
-
-    extra: dict[str, Any] = {}
-    arrays = getattr(adapter, "get_candle_arrays", None)
-    if arrays is not None:
-        extra["get_candle_arrays"] = arrays
-    add_exchange(name, get_candles=adapter.get_candles, replace=replace, **extra)

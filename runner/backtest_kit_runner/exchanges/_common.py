@@ -10,10 +10,10 @@ rows (Binance klines, ccxt's OHLCV) are checked row by row and page by page in o
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final
 
 from backtest_kit.candles import CANDLE_INTERVALS, Candle, interval_ms, iso, to_ms
 from backtest_kit.errors import CandleDataError, ConfigurationError
@@ -64,14 +64,6 @@ def check_request(symbol: str, interval: str, since: datetime | int, limit: int)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ConfigurationError(f"limit must be a non-negative integer, got {limit!r}")
     return CandleRequest(symbol, interval, since_ms, step, limit)
-
-
-class CandleSource(Protocol):
-    """What the engine's ``add_exchange(name, get_candles=...)`` needs from an adapter."""
-
-    async def get_candles(
-        self, symbol: str, interval: str, since: datetime, limit: int
-    ) -> Sequence[Candle]: ...
 
 
 # -- rows of candles, as exchanges send them ------------------------------------------------------
@@ -142,22 +134,7 @@ def page_candles(
 
     if not isinstance(payload, list):
         raise fail(f"answered with {type(payload).__name__!r}, expected a list of candle rows")
-    by_time: dict[int, Candle] = {}
-    for i, row in enumerate(payload):
-        try:
-            candle = parse_ohlcv_row(row)
-        except _BadRow as exc:
-            raise fail(f"row {i} of the page from {iso(start)} {exc}") from None
-        ts = candle.timestamp
-        if (ts - req.since_ms) % req.step_ms:
-            raise fail(f"candle opening at {iso(ts)} is not on the {req.interval} grid")
-        if not start <= ts <= end:
-            raise fail(f"candle opening at {iso(ts)} is outside the requested page {iso(start)}..{iso(end)}")
-        seen = by_time.get(ts)
-        if seen is None:
-            by_time[ts] = candle
-        elif seen != candle:
-            raise fail(f"sent two different candles opening at {iso(ts)}: {seen} and {candle}")
+    by_time = _candles_by_time(payload, req, start, end, fail)
     run: list[Candle] = []
     for k in range(count):
         candle_or_none = by_time.get(start + k * req.step_ms)
@@ -182,3 +159,26 @@ def page_candles(
         f"returned {len(by_time)} of {count} candles for {iso(start)}..{iso(end)}: "
         f"data ends with the candle opening at {iso(last)}"
     )
+
+
+def _candles_by_time(
+    payload: list[object], req: CandleRequest, start: int, end: int, fail: Callable[[str], CandleDataError]
+) -> dict[int, Candle]:
+    """The page's rows, checked and keyed by open time; a repeated row is dropped, a changed one refused."""
+    by_time: dict[int, Candle] = {}
+    for i, row in enumerate(payload):
+        try:
+            candle = parse_ohlcv_row(row)
+        except _BadRow as exc:
+            raise fail(f"row {i} of the page from {iso(start)} {exc}") from None
+        ts = candle.timestamp
+        if (ts - req.since_ms) % req.step_ms:
+            raise fail(f"candle opening at {iso(ts)} is not on the {req.interval} grid")
+        if not start <= ts <= end:
+            raise fail(f"candle opening at {iso(ts)} is outside the requested page {iso(start)}..{iso(end)}")
+        seen = by_time.get(ts)
+        if seen is None:
+            by_time[ts] = candle
+        elif seen != candle:
+            raise fail(f"sent two different candles opening at {iso(ts)}: {seen} and {candle}")
+    return by_time

@@ -82,7 +82,7 @@ class _RetryableFailure(Exception):
 class BinanceKlinesExchange:
     """Fetches validated candles from Binance's ``/api/v3/klines``.
 
-    Use as ``await adapter.get_candles(symbol, interval, since, limit)`` (or call the adapter);
+    Use as ``await adapter.get_candles(symbol, interval, since, limit)``;
     close with ``await adapter.close()`` or ``async with BinanceKlinesExchange() as adapter``.
 
     * ``max_retries``: retries after the first attempt of each page (so ``max_retries + 1`` tries).
@@ -173,9 +173,6 @@ class BinanceKlinesExchange:
         return self._session
 
     # -- the adapter -----------------------------------------------------------------------------
-
-    async def __call__(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
-        return await self.get_candles(symbol, interval, since, limit)
 
     async def get_candles(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
         """Exactly ``limit`` validated candles, the first opening at ``since`` (aware UTC).

@@ -121,9 +121,6 @@ class CcxtExchange:
         if self._owns_exchange:
             await self.exchange.close()
 
-    async def __call__(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
-        return await self.get_candles(symbol, interval, since, limit)
-
     async def get_candles(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
         """Exactly ``limit`` validated candles, the first opening at ``since`` (aware UTC)."""
         req = check_request(symbol, interval, since, limit)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -133,9 +133,6 @@ class CandleFileExchange:
                 interval="1m",
                 since_ms=problem.ts_ms or 0,
             ) from None
-
-    async def __call__(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
-        return await self.get_candles(symbol, interval, since, limit)
 
     async def get_candles(self, symbol: str, interval: str, since: datetime, limit: int) -> list[Candle]:
         """Exactly ``limit`` candles of ``interval``, the first opening at ``since`` (aware UTC)."""
@@ -341,39 +338,46 @@ def _read_parquet(path: Path) -> _Table:
     def column(name: str) -> Any:
         return table.column(index[name]).combine_chunks()
 
-    ts_col = column("timestamp")
+    ts = _parquet_timestamps(path, column("timestamp"), where)
+    values = {name: _parquet_floats(path, name, column(name), where) for name in _COLUMNS[1:]}
+    symbols: list[str] | None = None
+    if "symbol" in index:
+        symbols = ["" if v is None else str(v).strip() for v in column("symbol").to_pylist()]
+    return _Table(path, ts, values, symbols, where)
+
+
+def _parquet_timestamps(path: Path, ts_col: Any, where: Callable[[int], str]) -> IntArray:
+    """Open times from a Parquet column of timestamps, integers (epoch ms) or strings."""
+    import pyarrow as pa
+
     if pa.types.is_timestamp(ts_col.type):  # sub-millisecond parts are cut; the 1m grid check follows
         ts_col = ts_col.cast(pa.timestamp("ms", tz=ts_col.type.tz), safe=False).cast(pa.int64())
     if pa.types.is_integer(ts_col.type):
         if ts_col.null_count:
             raise _FileProblem(path, f"{where(_first_null(ts_col))} has no timestamp")
-        ts = np.asarray(ts_col.to_numpy(zero_copy_only=False), dtype=np.int64)
-    elif pa.types.is_string(ts_col.type) or pa.types.is_large_string(ts_col.type):
+        return np.asarray(ts_col.to_numpy(zero_copy_only=False), dtype=np.int64)
+    if pa.types.is_string(ts_col.type) or pa.types.is_large_string(ts_col.type):
         cells = ["" if v is None else str(v).strip() for v in ts_col.to_pylist()]
-        ts = _parse_timestamps(path, cells, where)
-    else:
-        raise _FileProblem(
-            path,
-            f"has a timestamp column of type {ts_col.type}; expected int64 epoch ms, timestamp or string",
-        )
-    values: dict[str, FloatArray] = {}
-    for name in _COLUMNS[1:]:
-        col = column(name)
-        if not (
-            pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_decimal(col.type)
-        ):
-            raise _FileProblem(path, f"has a {name} column of type {col.type}; expected numbers")
-        if col.null_count:
-            raise _FileProblem(path, f"{where(_first_null(col))} has no {name}")
-        try:
-            floats = col.cast(pa.float64(), safe=False)
-        except pa.ArrowException as exc:
-            raise _FileProblem(path, f"column {name} cannot be read as numbers: {exc}") from exc
-        values[name] = np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
-    symbols: list[str] | None = None
-    if "symbol" in index:
-        symbols = ["" if v is None else str(v).strip() for v in column("symbol").to_pylist()]
-    return _Table(path, ts, values, symbols, where)
+        return _parse_timestamps(path, cells, where)
+    raise _FileProblem(
+        path,
+        f"has a timestamp column of type {ts_col.type}; expected int64 epoch ms, timestamp or string",
+    )
+
+
+def _parquet_floats(path: Path, name: str, col: Any, where: Callable[[int], str]) -> FloatArray:
+    """A price or volume column of a Parquet file as float64 (any numeric type, no nulls)."""
+    import pyarrow as pa
+
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_decimal(col.type)):
+        raise _FileProblem(path, f"has a {name} column of type {col.type}; expected numbers")
+    if col.null_count:
+        raise _FileProblem(path, f"{where(_first_null(col))} has no {name}")
+    try:
+        floats = col.cast(pa.float64(), safe=False)
+    except pa.ArrowException as exc:
+        raise _FileProblem(path, f"column {name} cannot be read as numbers: {exc}") from exc
+    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _first_null(col: Any) -> int:
@@ -402,34 +406,10 @@ def _build(table: _Table, rows: IntArray, symbol: str) -> CandleArrays:
 
     ts = table.ts[rows]
     cols = {name: table.values[name][rows] for name in _COLUMNS[1:]}
-    if (row := bad_row((ts < 0) | (ts > _LAST_MS))) is not None:
-        raise _FileProblem(
-            path,
-            f"{where(row)} has timestamp {int(table.ts[row])}, outside 1970..9999 in epoch milliseconds "
-            "(micro- or nanoseconds?)",
-            symbol=symbol,
-        )
-    if ts.size and 0 < ts.max() < _SECONDS_SUSPECT:
-        raise _FileProblem(
-            path,
-            f"has timestamps up to {int(ts.max())}, which look like epoch seconds; write epoch milliseconds",
-            symbol=symbol,
-        )
-    for name in _COLUMNS[1:]:
-        if (row := bad_row(~np.isfinite(cols[name]))) is not None:
-            raise problem(row, f"has a non-finite {name}: {table.values[name][row]}")
-    for name in _PRICE_COLUMNS:
-        if (row := bad_row(cols[name] <= 0)) is not None:
-            raise problem(row, f"has a non-positive {name}: {table.values[name][row]}")
-    if (row := bad_row(cols["volume"] < 0)) is not None:
-        raise problem(row, f"has a negative volume: {table.values['volume'][row]}")
-    o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
-    if (row := bad_row(h < lo)) is not None:
-        raise problem(row, f"has high {table.values['high'][row]} below low {table.values['low'][row]}")
-    if (row := bad_row((o > h) | (o < lo) | (c > h) | (c < lo))) is not None:
-        raise problem(row, "has open/close outside its high/low range")
-    if (row := bad_row(ts % MINUTE_MS != 0)) is not None:
-        raise problem(row, "is not on the 1m grid (open times are whole minutes)")
+    _check_open_times(table, ts, symbol, bad_row)
+    found = next(_value_problems(table, ts, cols, bad_row), None)
+    if found is not None:
+        raise problem(*found)
 
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
@@ -443,6 +423,49 @@ def _build(table: _Table, rows: IntArray, symbol: str) -> CandleArrays:
     for col in arrays:
         col.flags.writeable = False
     return arrays
+
+
+#: Maps a mask over the selected rows to the file row of its first hit (None: no hit).
+RowFinder = Callable[[np.ndarray[Any, np.dtype[np.bool_]]], int | None]
+
+
+def _check_open_times(table: _Table, ts: IntArray, symbol: str, bad_row: RowFinder) -> None:
+    """Refuse open times outside what a datetime can show, or ones that look like epoch seconds."""
+    if (row := bad_row((ts < 0) | (ts > _LAST_MS))) is not None:
+        raise _FileProblem(
+            table.path,
+            f"{table.where(row)} has timestamp {int(table.ts[row])}, outside 1970..9999 in epoch "
+            "milliseconds (micro- or nanoseconds?)",
+            symbol=symbol,
+        )
+    if ts.size and 0 < ts.max() < _SECONDS_SUSPECT:
+        raise _FileProblem(
+            table.path,
+            f"has timestamps up to {int(ts.max())}, which look like epoch seconds; write epoch milliseconds",
+            symbol=symbol,
+        )
+
+
+def _value_problems(
+    table: _Table, ts: IntArray, cols: dict[str, FloatArray], bad_row: RowFinder
+) -> Iterator[tuple[int, str]]:
+    """Unusable rows and why, rule by rule (each over all rows before the next); the first is reported."""
+    values = table.values
+    for name in _COLUMNS[1:]:
+        if (row := bad_row(~np.isfinite(cols[name]))) is not None:
+            yield row, f"has a non-finite {name}: {values[name][row]}"
+    for name in _PRICE_COLUMNS:
+        if (row := bad_row(cols[name] <= 0)) is not None:
+            yield row, f"has a non-positive {name}: {values[name][row]}"
+    if (row := bad_row(cols["volume"] < 0)) is not None:
+        yield row, f"has a negative volume: {values['volume'][row]}"
+    o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
+    if (row := bad_row(h < lo)) is not None:
+        yield row, f"has high {values['high'][row]} below low {values['low'][row]}"
+    if (row := bad_row((o > h) | (o < lo) | (c > h) | (c < lo))) is not None:
+        yield row, "has open/close outside its high/low range"
+    if (row := bad_row(ts % MINUTE_MS != 0)) is not None:
+        yield row, "is not on the 1m grid (open times are whole minutes)"
 
 
 def _serve(req: CandleRequest, arrays: CandleArrays, source: str) -> CandleArrays:
