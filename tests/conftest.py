@@ -1,4 +1,4 @@
-"""Shared fixtures: every test starts from the default engine configuration."""
+"""Shared fixtures: every test runs on a fresh default engine (its own registry, config, bus)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import backtest_kit as bk
 
 
 @pytest.fixture(autouse=True)
-def default_config() -> Iterator[None]:
-    bk.reset_config()
-    yield
-    bk.reset_config()
+def fresh_engine() -> Iterator[bk.Engine]:
+    """The module-level API acts on a new engine for the test, and the previous one after it."""
+    engine = bk.Engine()
+    previous = bk.use_engine(engine)
+    yield engine
+    bk.use_engine(previous)

@@ -1,15 +1,23 @@
 """Backtest Kit: strategies return signals; Backtest, Live and Walker drive one signal lifecycle.
 
-The public API (a contract the runner and the operator build on): register with ``add_*``,
-run with ``Backtest`` / ``Live`` / ``Walker``, observe with ``listen_*``, and inside a strategy
-read the market with ``get_candles``, ``get_average_price``, ``get_date`` and ``get_mode``.
+The public API (a contract the runner and the operator build on). An :class:`Engine` owns
+everything: registrations, a frozen configuration, the risk book, the event bus and the runs.
+The module-level functions below are a facade over the default engine (:func:`default_engine`,
+replaced with :func:`use_engine`): register with ``add_*``, run with ``Backtest`` / ``Live`` /
+``Walker``, observe with ``listen_*``, and inside a strategy read the market with
+``get_candles``, ``get_average_price``, ``get_date`` and ``get_mode``.
 """
 
-from .backtest import Backtest
+from __future__ import annotations
+
+from typing import Any
+
+from .backtest import BacktestMode, BacktestRun
 from .candles import Candle
 from .clock import Clock, ReplayClock, WallClock
-from .config import EngineConfig, get_config, get_default_config, reset_config, set_config
+from .config import EngineConfig
 from .context import get_average_price, get_candles, get_date, get_mode
+from .engine import Engine, default_engine, listener, mode_proxy, on_default_registry, use_engine
 from .errors import (
     BacktestKitError,
     CandleDataError,
@@ -21,81 +29,112 @@ from .errors import (
     UnknownNameError,
 )
 from .eventlog import EventLog
-from .events import (
-    listen_done_backtest,
-    listen_done_backtest_once,
-    listen_done_live,
-    listen_done_live_once,
-    listen_done_walker,
-    listen_done_walker_once,
-    listen_error,
-    listen_error_once,
-    listen_exit,
-    listen_exit_once,
-    listen_performance,
-    listen_performance_once,
-    listen_progress_backtest,
-    listen_progress_backtest_once,
-    listen_risk,
-    listen_risk_once,
-    listen_signal,
-    listen_signal_backtest,
-    listen_signal_backtest_once,
-    listen_signal_live,
-    listen_signal_live_once,
-    listen_signal_once,
-    listen_walker,
-    listen_walker_complete,
-    listen_walker_once,
-)
-from .examples import register_builtins
-from .live import Live
+from .events import DoneEvent, EventBus, PerformanceEvent, ProgressEvent, RiskEvent
+from .live import LiveMode
 from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
-from .registry import (
-    add_exchange,
-    add_frame,
-    add_risk,
-    add_strategy,
-    add_walker,
-    list_exchanges,
-    list_frames,
-    list_risks,
-    list_strategies,
-    list_walkers,
-)
+from .registry import Registry
 from .signals import SignalDto, SignalRow
-from .walker import Walker
+from .walker import WalkerMode
 
-register_builtins()
+Backtest: BacktestMode = mode_proxy(lambda engine: engine.backtest)
+Live: LiveMode = mode_proxy(lambda engine: engine.live)
+Walker: WalkerMode = mode_proxy(lambda engine: engine.walker)
+
+add_exchange = on_default_registry(Registry.add_exchange)
+add_strategy = on_default_registry(Registry.add_strategy)
+add_frame = on_default_registry(Registry.add_frame)
+add_risk = on_default_registry(Registry.add_risk)
+add_walker = on_default_registry(Registry.add_walker)
+list_exchanges = on_default_registry(Registry.list_exchanges)
+list_strategies = on_default_registry(Registry.list_strategies)
+list_frames = on_default_registry(Registry.list_frames)
+list_risks = on_default_registry(Registry.list_risks)
+list_walkers = on_default_registry(Registry.list_walkers)
+
+
+def get_config() -> EngineConfig:
+    """The default engine's configuration."""
+    return default_engine().config
+
+
+def get_default_config() -> EngineConfig:
+    return EngineConfig()
+
+
+def set_config(partial: dict[str, Any] | None = None, /, **changes: Any) -> EngineConfig:
+    """Merge ``changes`` into the default engine's configuration (see :meth:`Engine.set_config`).
+
+    >>> set_config(percent_fee=0.2)  # doctest: +SKIP
+    >>> set_config({"CC_PERCENT_SLIPPAGE": 0})  # doctest: +SKIP
+    """
+    return default_engine().set_config(partial, **changes)
+
+
+def reset_config() -> EngineConfig:
+    """The default engine back to the default configuration."""
+    return default_engine().reset_config()
+
+
+listen_signal, listen_signal_once = listener("signal", lambda bus: bus.signal)
+listen_signal_backtest, listen_signal_backtest_once = listener(
+    "signal_backtest", lambda bus: bus.signal_backtest
+)
+listen_signal_live, listen_signal_live_once = listener("signal_live", lambda bus: bus.signal_live)
+listen_error, listen_error_once = listener("error", lambda bus: bus.error)
+listen_exit, listen_exit_once = listener("exit", lambda bus: bus.exit)
+listen_done_backtest, listen_done_backtest_once = listener("done_backtest", lambda bus: bus.done_backtest)
+listen_done_live, listen_done_live_once = listener("done_live", lambda bus: bus.done_live)
+listen_done_walker, listen_done_walker_once = listener("done_walker", lambda bus: bus.done_walker)
+listen_progress_backtest, listen_progress_backtest_once = listener(
+    "progress_backtest", lambda bus: bus.progress_backtest
+)
+listen_performance, listen_performance_once = listener("performance", lambda bus: bus.performance)
+listen_risk, listen_risk_once = listener("risk", lambda bus: bus.risk)
+listen_walker, listen_walker_once = listener("walker", lambda bus: bus.walker)
+listen_walker_complete, listen_walker_complete_once = listener(
+    "walker_complete", lambda bus: bus.walker_complete
+)
 
 __all__ = [
     "Backtest",
     "BacktestKitError",
+    "BacktestMode",
+    "BacktestRun",
     "Candle",
     "CandleDataError",
     "Clock",
     "ConfigurationError",
     "CorruptStateError",
+    "DoneEvent",
+    "Engine",
     "EngineConfig",
+    "EventBus",
     "EventLog",
     "ExchangeUnavailableError",
     "FilePersistence",
     "Live",
+    "LiveMode",
     "MemoryPersistence",
+    "PerformanceEvent",
     "PersistenceAdapter",
     "PersistenceError",
+    "ProgressEvent",
+    "Registry",
     "ReplayClock",
+    "RiskEvent",
     "SignalDto",
     "SignalRow",
     "SignalValidationError",
     "UnknownNameError",
     "Walker",
+    "WalkerMode",
     "WallClock",
     "add_exchange",
     "add_frame",
     "add_risk",
     "add_strategy",
     "add_walker",
+    "default_engine",
     "get_average_price",
     "get_candles",
     "get_config",
@@ -131,8 +170,9 @@ __all__ = [
     "listen_signal_once",
     "listen_walker",
     "listen_walker_complete",
+    "listen_walker_complete_once",
     "listen_walker_once",
-    "register_builtins",
     "reset_config",
     "set_config",
+    "use_engine",
 ]

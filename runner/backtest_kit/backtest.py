@@ -2,8 +2,10 @@
 
 Reading top to bottom: build the frame's ticks, load the minute candles ahead, then walk the
 ticks. An idle tick either asks the strategy (first tick of a new interval bucket) or is
-skipped: nothing can happen on it. An opened or scheduled signal is resolved over its candles
-in one vectorised pass, and the walk resumes after its close (ENGINE.md item 21).
+skipped: nothing can happen on it. A signal it opens or schedules is played to its end by the
+lifecycle (``backtest_episode``, vectorised over its candles) and time resumes after its close
+(docs/ENGINE.md item 21). This module only moves time and hands the lifecycle's transitions on:
+every decision is the lifecycle's. Each run keeps its own :class:`~backtest_kit.reports.RunRecord`.
 """
 
 from __future__ import annotations
@@ -12,32 +14,22 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .candles import MINUTE_MS
-from .config import get_config
+from .config import EngineConfig
 from .errors import BacktestKitError
-from .events import (
-    DoneEvent,
-    PerformanceEvent,
-    ProgressEvent,
-    done_backtest_subject,
-    error_subject,
-    performance_subject,
-    progress_backtest_subject,
-    signal_backtest_subject,
-    signal_subject,
-)
-from .lifecycle import Outcome, StrategyInstance
+from .events import DoneEvent, EventBus, PerformanceEvent, ProgressEvent
+from .lifecycle import SignalState, StrategyInstance, Transition
 from .market import ExchangeClient, MinuteFeed
-from .registry import FrameSchema, registry
-from .reports import ReportStore
+from .registry import FrameSchema, Registry
+from .reports import RunRecord
+from .risks import RiskBook
 from .signals import AnyResult
-
-store = ReportStore(signal_backtest_subject)
 
 
 def frame_ticks(frame: FrameSchema, now_ms: int | None = None) -> np.ndarray:
@@ -51,17 +43,43 @@ def frame_ticks(frame: FrameSchema, now_ms: int | None = None) -> np.ndarray:
     return np.arange(start, stop + 1, frame.step_ms, dtype=np.int64)
 
 
-class _Run:
-    def __init__(self) -> None:
-        self.status = "idle"
-        self.stop_requested = False
+@dataclass
+class BacktestRun:
+    """One backtest: what it ran and what it produced (its results stay its own)."""
+
+    record: RunRecord
+    config: EngineConfig
+    status: str = "running"
+    stop_requested: bool = False
+
+    def stats(self) -> dict[str, Any]:
+        return self.record.stats()
+
+    def signals(self) -> list[dict[str, Any]]:
+        return self.record.signals()
+
+    def report(self, columns: Sequence[str] | None = None, *, config: EngineConfig | None = None) -> str:
+        """The markdown report; ``config`` (default: the run's) decides rows and the note column."""
+        cfg = config or self.config
+        return self.record.report(
+            title=f"Backtest Report: {self.record.strategy_name}",
+            columns=columns,
+            max_rows=cfg.max_backtest_markdown_rows,
+            show_note=cfg.report_show_signal_note,
+        )
 
 
 class BacktestMode:
-    """``Backtest``: run, background, stop, and what the runs produced."""
+    """``Backtest`` of one engine: run, execute, background, stop, and what the runs produced."""
 
-    def __init__(self) -> None:
-        self._runs: dict[tuple[str, str], _Run] = {}
+    def __init__(
+        self, *, registry: Registry, risks: RiskBook, bus: EventBus, config: Callable[[], EngineConfig]
+    ) -> None:
+        self._registry = registry
+        self._risks = risks
+        self._bus = bus
+        self._config = config
+        self._runs: dict[tuple[str, str], BacktestRun] = {}  # the latest run per symbol:strategy
 
     async def run(
         self,
@@ -70,98 +88,132 @@ class BacktestMode:
         strategy: str,
         exchange: str,
         frame: str | FrameSchema,
+        config: EngineConfig | None = None,
+        run: BacktestRun | None = None,
     ) -> AsyncIterator[AnyResult]:
-        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results in time order."""
-        cfg = get_config()
-        strat = registry.strategies.get(strategy)
-        frame_schema = frame if isinstance(frame, FrameSchema) else registry.frames.get(frame)
-        client = ExchangeClient(registry.exchanges.get(exchange), backtest=True, config=cfg)
+        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results in time order.
+
+        ``config`` defaults to the engine's configuration at the start of the run; ``run`` lets
+        a caller hold the run's record itself (see :meth:`execute`).
+        """
+        cfg = config or self._config()
+        reg = self._registry
+        strat = reg.strategies.get(strategy)
+        frame_schema = frame if isinstance(frame, FrameSchema) else reg.frames.get(frame)
+        client = ExchangeClient(reg.exchanges.get(exchange), backtest=True, config=cfg)
+        risk = reg.risks.get(strat.risk) if strat.risk else None
         ticks = frame_ticks(frame_schema)
-        frame_end = int(ticks[-1])
-        key = (symbol, strategy)
-        state = self._runs.setdefault(key, _Run())
-        state.status, state.stop_requested = "running", False
-        store.reset(symbol, strategy)
+        record = RunRecord(symbol, strategy, exchange, frame_schema.name)
+        current = run or BacktestRun(record, cfg)
+        current.record, current.config, current.status = record, cfg, "running"
+        self._runs[(symbol, strategy)] = current
         inst = StrategyInstance(
-            strat, client, symbol, backtest=True, config=cfg, frame_name=frame_schema.name
+            strat,
+            client,
+            symbol,
+            backtest=True,
+            config=cfg,
+            risks=self._risks,
+            risk_schema=risk,
+            frame_name=frame_schema.name,
         )
         feed = MinuteFeed(
             client,
             symbol,
             start_ms=int(ticks[0]),
-            horizon_ms=frame_end + MINUTE_MS,
+            horizon_ms=int(ticks[-1]) + MINUTE_MS,
             avg=cfg.avg_price_candles_count,
         )
-        progress = bool(progress_backtest_subject)
         started = time.perf_counter()
-        await inst.callback("on_init", symbol)
+        await self._bus.hook(inst.callback("on_init"), symbol)
         try:
-            n = len(ticks)
-            i = 0
-            last_progress = -1
-            while i < n and not state.stop_requested:
-                when = int(ticks[i])
-                if progress and i * 100 // n != last_progress:
-                    last_progress = i * 100 // n
-                    await progress_backtest_subject.emit(
-                        ProgressEvent(symbol, strategy, exchange, frame_schema.name, n, i)
-                    )
-                if inst.throttled(when):
-                    i = int(np.searchsorted(ticks, inst.next_bucket(when)))
-                    continue
-                price = await feed.price_at(when)
-                row = await inst.request_signal(when, price, feed)
-                if row is None:
-                    i += 1
-                    continue
-                activated = False
-                if row.is_scheduled:
-                    yield await self._emit(inst.scheduled_result(row, when, price))
-                    await inst.callback("on_schedule", symbol, row)
-                    verdict, ts, at = await inst.resolve_scheduled(feed, row, frame_end)
-                    opened = await inst.activate(row, ts) if verdict == "activate" else None
-                    if opened is None:
-                        if verdict == "activate":  # the risk profile refused at activation
-                            verdict, at = "user", float(feed.vwap[feed.index(ts)])
-                        yield await self._emit(inst.cancelled_result(row, Outcome(ts, verdict, at)))
-                        await inst.callback("on_cancel", symbol, row)
-                        i = int(np.searchsorted(ticks, ts, side="right"))
-                        continue
-                    row, activated = opened, True
-                    yield await self._emit(inst.opened_result(row, ts, row.price_open))
-                else:
-                    yield await self._emit(inst.opened_result(row, when, price))
-                inst.last_pending_id = row.id
-                await inst.callback("on_open", symbol, row)
-                row, outcome = await inst.resolve_pending(feed, row, frame_end, activated=activated)
-                closed = inst.closed_result(row, outcome)
-                inst.release_risk()
-                yield await self._emit(closed)
-                await inst.callback("on_close", symbol, row, closed.pnl)
-                i = int(np.searchsorted(ticks, outcome.timestamp, side="right"))
-            if progress:
-                await progress_backtest_subject.emit(
-                    ProgressEvent(symbol, strategy, exchange, frame_schema.name, n, n)
-                )
+            async for result in self._walk(inst, feed, ticks, current):
+                yield result
         except BaseException as exc:
-            state.status = "done"
+            current.status = "done"
             if isinstance(exc, Exception):
-                await error_subject.emit(exc)
+                await self._bus.error.emit(exc)
             raise
-        state.status = "done"
-        await performance_subject.emit(
+        current.status = "done"
+        await self._bus.performance.emit(
             PerformanceEvent(
-                "backtest_total", time.perf_counter() - started, symbol, strategy, exchange, frame_end, True
+                "backtest_total",
+                time.perf_counter() - started,
+                symbol,
+                strategy,
+                exchange,
+                int(ticks[-1]),
+                True,
             )
         )
-        await done_backtest_subject.emit(DoneEvent(symbol, strategy, exchange, frame_schema.name, True))
+        await self._bus.done_backtest.emit(DoneEvent(symbol, strategy, exchange, frame_schema.name, True))
 
-    @staticmethod
-    async def _emit(result: AnyResult) -> AnyResult:
-        if signal_subject:
-            await signal_subject.emit(result)
-        await signal_backtest_subject.emit(result)
-        return result
+    async def _walk(
+        self, inst: StrategyInstance, feed: MinuteFeed, ticks: np.ndarray, run: BacktestRun
+    ) -> AsyncIterator[AnyResult]:
+        """Move time over ``ticks``: skip what cannot matter, let the lifecycle decide the rest."""
+        progress = _Progress(self._bus, inst, len(ticks))
+        frame_end = int(ticks[-1])
+        state = SignalState()
+        i, n = 0, len(ticks)
+        while i < n and not run.stop_requested:
+            when = int(ticks[i])
+            if progress.enabled:
+                await progress.at(i)
+            if inst.throttled(state, when):
+                i = int(np.searchsorted(ticks, inst.next_bucket(when)))
+                continue
+            step = await inst.ask(state, when, await feed.price_at(when), feed)
+            state = await self._adopt(inst, run, step)
+            for result in step.results:
+                yield result
+            await self._hooks(inst, step)
+            if state.flat:
+                i += 1
+                continue
+            async for step in inst.backtest_episode(state, feed, frame_end):
+                state = await self._adopt(inst, run, step)
+                for result in step.results:
+                    yield result
+                await self._hooks(inst, step)
+            assert step.resume_after is not None and state.flat
+            i = int(np.searchsorted(ticks, step.resume_after, side="right"))
+        if progress.enabled:
+            await progress.at(n)
+
+    async def _adopt(self, inst: StrategyInstance, run: BacktestRun, step: Transition) -> SignalState:
+        """Take a transition at once (nothing is persisted in backtest) and report what it produced."""
+        inst.apply_risk(step)
+        bus = self._bus
+        for exc in step.errors:
+            await bus.error.emit(exc)
+        for event in step.risk_events:
+            await bus.risk.emit(event)
+        for result in step.results:
+            run.record.add(result)
+            await bus.result(result)
+        return step.state
+
+    async def _hooks(self, inst: StrategyInstance, step: Transition) -> None:
+        for name, args in step.hooks:
+            await self._bus.hook(inst.callback(name), *args)
+
+    async def execute(
+        self,
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        frame: str | FrameSchema,
+        config: EngineConfig | None = None,
+    ) -> BacktestRun:
+        """Run to the end and return the run, which holds its own results and statistics."""
+        held = BacktestRun(RunRecord(symbol, strategy, exchange), config or self._config())
+        async for _ in self.run(
+            symbol, strategy=strategy, exchange=exchange, frame=frame, config=config, run=held
+        ):
+            pass
+        return held
 
     def background(
         self, symbol: str, *, strategy: str, exchange: str, frame: str | FrameSchema
@@ -169,8 +221,7 @@ class BacktestMode:
         """Run in a task of the current loop; the returned callable cancels it."""
 
         async def consume() -> None:
-            async for _ in self.run(symbol, strategy=strategy, exchange=exchange, frame=frame):
-                pass
+            await self.execute(symbol, strategy=strategy, exchange=exchange, frame=frame)
 
         task = asyncio.get_running_loop().create_task(consume())
 
@@ -186,26 +237,29 @@ class BacktestMode:
         if run is not None:
             run.stop_requested = True
 
+    def latest(self, symbol: str, strategy: str) -> BacktestRun | None:
+        """The latest run of ``symbol:strategy`` in this engine (``None`` before any)."""
+        return self._runs.get((symbol, strategy))
+
+    def _record(self, symbol: str, strategy: str) -> RunRecord:
+        run = self._runs.get((symbol, strategy))
+        return run.record if run is not None else RunRecord(symbol, strategy)
+
     async def get_data(self, symbol: str, strategy: str) -> dict[str, Any]:
         """Statistics over every closed signal of the latest run (no "enable" call needed)."""
-        return store.stats(symbol, strategy)
+        return self._record(symbol, strategy).stats()
 
     def get_signals(self, symbol: str, strategy: str) -> list[dict[str, Any]]:
-        rec = store.record(symbol, strategy)
-        return [r.flat() for r in rec.ended]
+        return self._record(symbol, strategy).signals()
 
     async def get_report(self, symbol: str, strategy: str, columns: Sequence[str] | None = None) -> str:
-        return store.report(
-            symbol,
-            strategy,
-            title=f"Backtest Report: {strategy}",
-            columns=columns,
-            max_rows=get_config().max_backtest_markdown_rows,
-        )
+        cfg = self._config()
+        run = self._runs.get((symbol, strategy)) or BacktestRun(RunRecord(symbol, strategy), cfg)
+        return run.report(columns, config=cfg)
 
     async def dump(self, symbol: str, strategy: str, path: str | os.PathLike[str] | None = None) -> Path:
         report = await self.get_report(symbol, strategy)
-        return store.dump(symbol, strategy, report, Path(path or "./dump/backtest"), "backtest")
+        return self._record(symbol, strategy).dump(report, Path(path or "./dump/backtest"), "backtest")
 
     def list(self) -> list[dict[str, str]]:
         return [
@@ -214,4 +268,19 @@ class BacktestMode:
         ]
 
 
-Backtest = BacktestMode()
+class _Progress:
+    """Backtest progress events, one per percent, only when someone listens."""
+
+    def __init__(self, bus: EventBus, inst: StrategyInstance, total: int) -> None:
+        self._bus = bus
+        self.enabled = bool(bus.progress_backtest)
+        self._names = (inst.symbol, inst.strategy.name, inst.client.name, inst.frame_name)
+        self._total = total
+        self._last = -1
+
+    async def at(self, done: int) -> None:
+        pct = done * 100 // self._total
+        if pct == self._last and done < self._total:
+            return
+        self._last = pct
+        await self._bus.progress_backtest.emit(ProgressEvent(*self._names, self._total, done))

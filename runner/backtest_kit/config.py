@@ -1,12 +1,15 @@
-"""Global engine configuration: the reference's ``CC_*`` defaults as one frozen, validated value.
+"""Engine configuration: the reference's ``CC_*`` defaults as one frozen, validated value.
 
-``set_config`` merges a partial update and validates the result as a whole; on error the
-previous configuration stays in force, so a typo never leaves the engine half-configured.
+Each engine holds one :class:`EngineConfig` and every run reads it once, at its start, and
+passes it down; nothing reads a process-wide setting. :func:`merge_config` is how a partial
+update becomes a new value: the result is validated as a whole and, on error, nothing
+changes, so a typo never leaves an engine half-configured.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -57,7 +60,6 @@ class EngineConfig(BaseModel):
 
 
 _REFERENCE_PREFIX = "CC_"
-_config = EngineConfig()
 
 
 def _normalise_key(key: str) -> str:
@@ -66,22 +68,16 @@ def _normalise_key(key: str) -> str:
     return key.lower()
 
 
-def get_config() -> EngineConfig:
-    """The configuration in force."""
-    return _config
+def merge_config(
+    base: EngineConfig, partial: Mapping[str, Any] | None = None, /, **changes: Any
+) -> EngineConfig:
+    """``base`` with ``changes`` (snake_case, or the reference's ``CC_*`` names), validated whole.
 
-
-def get_default_config() -> EngineConfig:
-    return EngineConfig()
-
-
-def set_config(partial: dict[str, Any] | None = None, /, **changes: Any) -> EngineConfig:
-    """Merge ``changes`` (snake_case, or the reference's ``CC_*`` names) and validate the whole.
-
-    >>> set_config(percent_fee=0.2)  # doctest: +SKIP
-    >>> set_config({"CC_PERCENT_SLIPPAGE": 0})  # doctest: +SKIP
+    >>> merge_config(EngineConfig(), percent_fee=0.2).percent_fee
+    0.2
+    >>> merge_config(EngineConfig(), {"CC_PERCENT_SLIPPAGE": 0}).percent_slippage
+    0.0
     """
-    global _config
     merged = dict(partial or {})
     merged.update(changes)
     updates = {_normalise_key(k): v for k, v in merged.items()}
@@ -91,15 +87,6 @@ def set_config(partial: dict[str, Any] | None = None, /, **changes: Any) -> Engi
             f"unknown config keys: {', '.join(unknown)}; known: {', '.join(EngineConfig.model_fields)}"
         )
     try:
-        candidate = EngineConfig.model_validate({**_config.model_dump(), **updates})
+        return EngineConfig.model_validate({**base.model_dump(), **updates})
     except ValidationError as exc:
         raise ConfigurationError(f"invalid config: {exc}") from exc
-    _config = candidate
-    return _config
-
-
-def reset_config() -> EngineConfig:
-    """Back to the defaults (tests, and a fresh run in the same process)."""
-    global _config
-    _config = EngineConfig()
-    return _config

@@ -1,31 +1,43 @@
-"""Event subjects and the ``listen_*`` functions.
+"""Typed event subjects, one set per engine (:class:`EventBus`), and the records they carry.
 
-Reports, the runner's metrics and user code learn what the engine did only through these
-subjects; nothing outside the engine reaches into its state. A listener may be a plain or an
-async function; a listener that raises is reported on the error subject and never breaks a run.
+Reports, the runner's metrics and user code learn what an engine did only through its bus;
+nothing outside the engine reaches into its state. Each :class:`~backtest_kit.engine.Engine`
+owns its own bus, so two engines in one process (tests, a Walker worker) never hear each
+other. A listener may be a plain or an async function; a listener that raises is reported on
+the bus's error subject and never breaks a run.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .signals import AnyResult
 
 T = TypeVar("T")
 Unsubscribe = Callable[[], None]
+#: What the Walker reports after each strategy and at the end (the progress contract, camelCase).
+WalkerReport = Mapping[str, Any]
 
 log = logging.getLogger("backtest_kit")
 
 
 class Subject(Generic[T]):
-    """A list of listeners called in subscription order, awaited one after the other."""
+    """A list of listeners called in subscription order, awaited one after the other.
 
-    __slots__ = ("_listeners", "name")
+    ``errors`` is where a failing listener is reported (the bus's error subject); the error
+    subject itself has none, so a failing error listener is only logged.
+    """
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("_listeners", "errors", "name")
+
+    def __init__(self, name: str, errors: Subject[BaseException] | None = None) -> None:
         self.name = name
+        self.errors = errors
         self._listeners: list[Callable[[T], Any]] = []
 
     def __bool__(self) -> bool:
@@ -65,24 +77,11 @@ class Subject(Generic[T]):
                 if inspect.isawaitable(out):
                     await out
             except Exception as exc:  # a broken listener must not break the run
-                if self is error_subject:
-                    log.exception("error listener failed")
+                if self.errors is None:
+                    log.exception("listener of %s failed", self.name)
                 else:
                     log.warning("listener of %s raised %r", self.name, exc)
-                    await error_subject.emit(exc)
-
-
-async def call_hook(fn: Callable[..., Any] | None, *args: Any) -> None:
-    """Call a user hook (plain or async); a hook that raises is reported, never propagated."""
-    if fn is None:
-        return
-    try:
-        out = fn(*args)
-        if inspect.isawaitable(out):
-            await out
-    except Exception as exc:
-        log.warning("hook %s raised %r", getattr(fn, "__name__", fn), exc)
-        await error_subject.emit(exc)
+                    await self.errors.emit(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,43 +181,58 @@ class RiskEvent:
         }
 
 
-signal_subject: Subject[Any] = Subject("signal")
-signal_backtest_subject: Subject[Any] = Subject("signal_backtest")
-signal_live_subject: Subject[Any] = Subject("signal_live")
-error_subject: Subject[BaseException] = Subject("error")
-exit_subject: Subject[BaseException] = Subject("exit")
-done_backtest_subject: Subject[DoneEvent] = Subject("done_backtest")
-done_live_subject: Subject[DoneEvent] = Subject("done_live")
-done_walker_subject: Subject[Any] = Subject("done_walker")
-progress_backtest_subject: Subject[ProgressEvent] = Subject("progress_backtest")
-performance_subject: Subject[PerformanceEvent] = Subject("performance")
-risk_subject: Subject[RiskEvent] = Subject("risk")
-walker_subject: Subject[Any] = Subject("walker")
-walker_complete_subject: Subject[Any] = Subject("walker_complete")
+class EventBus:
+    """Every subject of one engine; listener failures go to its own ``error`` subject."""
+
+    def __init__(self) -> None:
+        self.error: Subject[BaseException] = Subject("error")
+        err = self.error
+        self.signal: Subject[AnyResult] = Subject("signal", err)
+        self.signal_backtest: Subject[AnyResult] = Subject("signal_backtest", err)
+        self.signal_live: Subject[AnyResult] = Subject("signal_live", err)
+        self.exit: Subject[BaseException] = Subject("exit", err)
+        self.done_backtest: Subject[DoneEvent] = Subject("done_backtest", err)
+        self.done_live: Subject[DoneEvent] = Subject("done_live", err)
+        self.done_walker: Subject[WalkerReport] = Subject("done_walker", err)
+        self.progress_backtest: Subject[ProgressEvent] = Subject("progress_backtest", err)
+        self.performance: Subject[PerformanceEvent] = Subject("performance", err)
+        self.risk: Subject[RiskEvent] = Subject("risk", err)
+        self.walker: Subject[WalkerReport] = Subject("walker", err)
+        self.walker_complete: Subject[WalkerReport] = Subject("walker_complete", err)
+
+    async def hook(self, fn: Callable[..., Any] | None, *args: Any) -> None:
+        """Call a user hook (plain or async); a hook that raises is reported, never propagated."""
+        if fn is None:
+            return
+        try:
+            out = fn(*args)
+            if inspect.isawaitable(out):
+                await out
+        except Exception as exc:
+            log.warning("hook %s raised %r", getattr(fn, "__name__", fn), exc)
+            await self.error.emit(exc)
+
+    async def result(self, result: AnyResult) -> AnyResult:
+        """A tick result goes to ``signal`` and to the subject of its mode."""
+        if self.signal:
+            await self.signal.emit(result)
+        await (self.signal_backtest if result.backtest else self.signal_live).emit(result)
+        return result
 
 
-def _listen(subject: Subject[Any]) -> tuple[Callable[..., Unsubscribe], Callable[..., Unsubscribe]]:
-    def listen(fn: Callable[[Any], Any]) -> Unsubscribe:
-        return subject.subscribe(fn)
-
-    def listen_once(fn: Callable[[Any], Any]) -> Unsubscribe:
-        return subject.subscribe(fn, once=True)
-
-    listen.__doc__ = f"Call ``fn`` for every {subject.name} event; returns an unsubscribe callable."
-    listen_once.__doc__ = f"Call ``fn`` for the next {subject.name} event only."
-    return listen, listen_once
-
-
-listen_signal, listen_signal_once = _listen(signal_subject)
-listen_signal_backtest, listen_signal_backtest_once = _listen(signal_backtest_subject)
-listen_signal_live, listen_signal_live_once = _listen(signal_live_subject)
-listen_error, listen_error_once = _listen(error_subject)
-listen_exit, listen_exit_once = _listen(exit_subject)
-listen_done_backtest, listen_done_backtest_once = _listen(done_backtest_subject)
-listen_done_live, listen_done_live_once = _listen(done_live_subject)
-listen_done_walker, listen_done_walker_once = _listen(done_walker_subject)
-listen_progress_backtest, listen_progress_backtest_once = _listen(progress_backtest_subject)
-listen_performance, listen_performance_once = _listen(performance_subject)
-listen_risk, listen_risk_once = _listen(risk_subject)
-listen_walker, listen_walker_once = _listen(walker_subject)
-listen_walker_complete, listen_walker_complete_once = _listen(walker_complete_subject)
+#: The subject names, which are also the ``listen_<name>`` function names of the facade.
+SUBJECTS: tuple[str, ...] = (
+    "signal",
+    "signal_backtest",
+    "signal_live",
+    "error",
+    "exit",
+    "done_backtest",
+    "done_live",
+    "done_walker",
+    "progress_backtest",
+    "performance",
+    "risk",
+    "walker",
+    "walker_complete",
+)

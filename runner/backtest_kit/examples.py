@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from .context import get_candles
-from .registry import add_exchange, add_strategy, registry
+from .registry import Registry
 from .signals import SignalDto
 from .synthetic import SyntheticExchange
 
@@ -85,17 +85,19 @@ async def d_sma_cross(symbol: str, when: datetime, price: float) -> SignalDto | 
     return None
 
 
-def register_builtins() -> None:
-    """Register ``synthetic`` and the example strategies (skipping names already taken)."""
+def register_builtins(registry: Registry) -> None:
+    """Register ``synthetic`` and the example strategies in ``registry`` (skipping names taken)."""
     if "synthetic" not in registry.exchanges.items:
         market = SyntheticExchange()
-        add_exchange("synthetic", get_candles=market.get_candles, get_candle_arrays=market.candle_arrays)
+        registry.add_exchange(
+            "synthetic", get_candles=market.get_candles, get_candle_arrays=market.candle_arrays
+        )
     if "a_long_tp1_sl1" not in registry.strategies.items:
-        add_strategy("a_long_tp1_sl1", interval="5m", get_signal=a_long_tp1_sl1)
+        registry.add_strategy("a_long_tp1_sl1", interval="5m", get_signal=a_long_tp1_sl1)
     if "c_limit_sched" not in registry.strategies.items:
         alternating = AlternatingLimit()
-        add_strategy(
+        registry.add_strategy(
             "c_limit_sched", interval="15m", get_signal=alternating, callbacks={"on_init": alternating.reset}
         )
     if "d_sma_cross" not in registry.strategies.items:
-        add_strategy("d_sma_cross", interval="15m", get_signal=d_sma_cross)
+        registry.add_strategy("d_sma_cross", interval="15m", get_signal=d_sma_cross)

@@ -1,10 +1,15 @@
 """The signal lifecycle every mode drives: ask for a signal, open or schedule it, watch it, close it.
 
 Backtest and live share everything here: throttling, the whipsaw guard, validation, risk,
-row building, peak/drawdown tracking, PnL and result building. They differ only in how the
-watching is driven: backtest resolves an open signal over its candles in one vectorised pass
-(``resolve_pending`` / ``resolve_scheduled``), live advances it one tick at a time
-(``step_pending`` / ``step_scheduled``). Item numbers refer to ENGINE.md.
+row building, peak/drawdown tracking, PnL and result building. Every transition is a pure
+step: it takes the current :class:`SignalState` and returns a :class:`Transition` holding the
+next state together with the results, hooks, risk changes and errors it produced, as values.
+Nothing here changes a state in place or emits an event. The drivers decide what to do with a
+transition: live persists it first and adopts it only once it is durable (a failed write
+changes nothing, so there is nothing to roll back); backtest adopts it at once and moves time
+on. Backtest resolves an open signal over its candles in one vectorised pass
+(:meth:`StrategyInstance.backtest_episode`), live advances it one tick at a time
+(:meth:`StrategyInstance.live_tick`). Item numbers refer to docs/ENGINE.md.
 """
 
 from __future__ import annotations
@@ -13,29 +18,33 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Coroutine, Generator, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from . import context as ctxmod
-from .candles import MINUTE_MS, Candle, from_ms
+from .candles import MINUTE_MS, Candle, candle_vwap, from_ms
 from .config import EngineConfig
 from .errors import BacktestKitError, SignalValidationError
-from .events import RiskEvent, call_hook, error_subject, risk_subject
+from .events import RiskEvent
 from .market import ExchangeClient, MinuteFeed
 from .pnl import Pnl, close_pnl, pnl_percentage
-from .registry import StrategySchema, registry
-from .risks import RiskBook, risk_book
+from .registry import RiskSchema, StrategySchema
+from .risks import RiskBook
 from .signals import (
+    ActiveResult,
+    AnyResult,
     CancelledResult,
     CancelReason,
     ClosedResult,
     CloseReason,
+    IdleResult,
     OpenedResult,
     ScheduledResult,
     SignalDto,
+    SignalResult,
     SignalRow,
     build,
     validate_signal,
@@ -59,8 +68,58 @@ class Outcome:
     tracking: dict[str, float] | None = None  # peak/fall fields the watched candles changed
 
 
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    """Everything one ``symbol:strategy`` remembers between ticks (and live persists)."""
+
+    pending: SignalRow | None = None
+    scheduled: SignalRow | None = None
+    last_bucket: int | None = None  # the throttle: the interval bucket last asked in
+    last_pending_id: str | None = None  # the whipsaw guard: the id last opened
+
+    @property
+    def flat(self) -> bool:
+        return self.pending is None and self.scheduled is None
+
+
+#: A user callback to run once the transition is adopted: (callback name, arguments).
+Hook = tuple[str, tuple[Any, ...]]
+#: How a live driver must store a transition: not at all, atomically, or atomically and fsynced.
+Persist = Literal["none", "lazy", "durable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One step of the lifecycle, as values: the next state and everything the step produced.
+
+    ``reserve`` is the risk slot to take (the signal's JSON) and ``release`` frees it; they are
+    applied with the state, so a step that is never adopted holds no slot. ``errors`` and
+    ``risk_events`` are reported by the driver; ``resume_after`` (backtest) is the minute the
+    signal ended, after which time moves on.
+    """
+
+    state: SignalState
+    results: tuple[AnyResult, ...] = ()
+    hooks: tuple[Hook, ...] = ()
+    errors: tuple[BaseException, ...] = ()
+    risk_events: tuple[RiskEvent, ...] = ()
+    reserve: dict[str, Any] | None = None
+    release: bool = False
+    persist: Persist = "none"
+    persist_required: bool = True  # False: a failed write is reported and the step adopted anyway
+    resume_after: int | None = None
+
+    @property
+    def last_signal_result(self) -> SignalResult | None:
+        """The result a live record keeps as ``lastResult`` (scheduled, opened, closed, cancelled)."""
+        for result in reversed(self.results):
+            if isinstance(result, SignalResult) and result.action != "active":
+                return result
+        return None
+
+
 class StrategyInstance:
-    """One ``symbol:strategy`` on one exchange: its signal, throttle bucket and whipsaw guard."""
+    """One ``symbol:strategy`` on one exchange with its collaborators; it holds no mutable state."""
 
     def __init__(
         self,
@@ -70,8 +129,9 @@ class StrategyInstance:
         *,
         backtest: bool,
         config: EngineConfig,
+        risks: RiskBook,
+        risk_schema: RiskSchema | None,
         frame_name: str = "",
-        risks: RiskBook = risk_book,
     ) -> None:
         self.strategy = strategy
         self.client = client
@@ -80,70 +140,111 @@ class StrategyInstance:
         self.config = config
         self.frame_name = frame_name
         self.risks = risks
-        self.pending: SignalRow | None = None
-        self.scheduled: SignalRow | None = None
-        self.last_bucket: int | None = None
-        self.last_pending_id: str | None = None
+        self.risk_schema = risk_schema
         self.interval_ms = strategy.interval_ms
         self.risk_key = f"{strategy.name}_{client.name}_{symbol}"
-        self._risk_schema = registry.risks.get(strategy.risk) if strategy.risk else None
 
-    # ------------------------------------------------------------------ callbacks
-    async def callback(self, name: str, *args: Any) -> None:
-        await call_hook(self.strategy.callbacks.get(name), *args)
+    def callback(self, name: str) -> Callable[..., Any] | None:
+        return self.strategy.callbacks.get(name)
+
+    # ------------------------------------------------------------------ risk slots
+    def apply_risk(self, step: Transition) -> None:
+        """Take or free the risk slot a transition asks for (when the driver adopts it)."""
+        schema = self.risk_schema
+        if schema is None:
+            return
+        if step.release:
+            self.risks.release(schema.name, self.risk_key)
+        if step.reserve is not None:
+            self.risks.reserve(schema.name, self.risk_key, step.reserve)
 
     # ------------------------------------------------------------------ asking for a signal
-    def throttled(self, when_ms: int) -> bool:
-        return when_ms // self.interval_ms * self.interval_ms == self.last_bucket
+    def throttled(self, state: SignalState, when_ms: int) -> bool:
+        return when_ms // self.interval_ms * self.interval_ms == state.last_bucket
 
     def next_bucket(self, when_ms: int) -> int:
         return (when_ms // self.interval_ms + 1) * self.interval_ms
 
-    async def request_signal(
-        self, when_ms: int, price: float, feed: MinuteFeed | None = None
-    ) -> SignalRow | None:
-        """Items 15-18 and 20: call ``get_signal`` once per bucket; a new row, or ``None``."""
-        self.last_bucket = when_ms // self.interval_ms * self.interval_ms
+    async def ask(
+        self, state: SignalState, when_ms: int, price: float, feed: MinuteFeed | None = None
+    ) -> Transition:
+        """Items 15-18 and 20: call ``get_signal`` for this bucket; schedule, open, or stay idle."""
+        asked = replace(state, last_bucket=when_ms // self.interval_ms * self.interval_ms)
+        idle = (self.idle_result(when_ms, price),) if not self.backtest else ()
+        try:
+            dto = await self._get_signal(when_ms, price, feed)
+        except (SignalValidationError, SignalGenerationError) as exc:
+            return Transition(asked, idle, errors=(exc,), persist="durable", persist_required=False)
+        if dto is None or (dto.id is not None and dto.id == state.last_pending_id):
+            # nothing, or the whipsaw guard: the signal last opened, again
+            return Transition(asked, idle, persist="durable", persist_required=False)
+        row = self._build_row(dto, when_ms, price)
+        if row.is_scheduled:  # a limit order reserves its risk slot only when it activates
+            rejected = await self._risk_rejection(row, when_ms, price)
+            if rejected is not None:
+                return self._rejected(state, rejected, idle)
+            scheduled = replace(asked, scheduled=row)
+            return Transition(
+                scheduled,
+                (self.scheduled_result(row, when_ms, price),),
+                (("on_schedule", (self.symbol, row)),),
+                persist="durable",
+            )
+        rejected = await self._risk_rejection(row, when_ms, price)
+        if rejected is not None:
+            return self._rejected(state, rejected, idle)
+        opened = replace(asked, pending=row, last_pending_id=row.id)
+        return Transition(
+            opened,
+            (self.opened_result(row, when_ms, price),),
+            (("on_open", (self.symbol, row)),),
+            reserve=row.to_json() if self.risk_schema is not None else None,
+            persist="durable",
+        )
+
+    def _rejected(self, state: SignalState, event: RiskEvent, idle: tuple[AnyResult, ...]) -> Transition:
+        # a risk rejection rolls the throttle back (item 18): ask again on the next tick
+        return Transition(replace(state, last_bucket=None), idle, risk_events=(event,))
+
+    async def _get_signal(self, when_ms: int, price: float, feed: MinuteFeed | None) -> SignalDto | None:
+        """The strategy's answer, validated; raises the two errors a bad answer is reported as."""
         token = ctxmod.current.set(
             ctxmod.ExecutionContext(self.symbol, when_ms, self.backtest, self.client, feed)
         )
         try:
-            try:
-                raw: object = await call_with_timeout(
-                    self.strategy.get_signal(self.symbol, from_ms(when_ms), price),  # type: ignore[arg-type]
-                    self.config.max_signal_generation_seconds,
-                )
-            except TimeoutError as exc:
-                raise SignalGenerationError(
-                    f"strategy {self.strategy.name!r} get_signal took longer than "
-                    f"{self.config.max_signal_generation_seconds} s"
-                ) from exc
-            if raw is None:
-                return None
-            dto = raw if isinstance(raw, SignalDto) else _to_dto(raw, self.strategy.name)
-            if dto.symbol is not None and dto.symbol != self.symbol:
-                raise SignalGenerationError(
-                    f"Symbol mismatch: signal for {dto.symbol!r} returned while running {self.symbol!r}"
-                )
-            validate_signal(dto, symbol=self.symbol, current_price=price, config=self.config)
-        except (SignalValidationError, SignalGenerationError) as exc:
-            await error_subject.emit(exc)
-            return None
+            raw: object = await call_with_timeout(
+                self.strategy.get_signal(self.symbol, from_ms(when_ms), price),  # type: ignore[arg-type]
+                self.config.max_signal_generation_seconds,
+            )
+        except TimeoutError as exc:
+            raise SignalGenerationError(
+                f"strategy {self.strategy.name!r} get_signal took longer than "
+                f"{self.config.max_signal_generation_seconds} s"
+            ) from exc
+        except (SignalValidationError, SignalGenerationError):
+            raise
         except Exception as exc:
-            err = SignalGenerationError(f"strategy {self.strategy.name!r} get_signal raised: {exc!r}")
-            err.__cause__ = exc
-            await error_subject.emit(err)
-            return None
+            raise SignalGenerationError(
+                f"strategy {self.strategy.name!r} get_signal raised: {exc!r}"
+            ) from exc
         finally:
             ctxmod.current.reset(token)
-        if dto.id is not None and dto.id == self.last_pending_id:
-            return None  # whipsaw guard: the same signal again
-        row = self._build_row(dto, when_ms, price)
-        # a scheduled signal reserves its risk slot only when it activates
-        if not await self._risk_allows(row, when_ms, price, reserve=not row.is_scheduled):
-            self.last_bucket = None  # a risk rejection rolls the throttle back (item 18)
+        if raw is None:
             return None
-        return row
+        try:
+            dto = raw if isinstance(raw, SignalDto) else _to_dto(raw, self.strategy.name)
+        except SignalGenerationError:
+            raise
+        except Exception as exc:
+            raise SignalGenerationError(
+                f"strategy {self.strategy.name!r} get_signal returned an invalid signal: {exc!r}"
+            ) from exc
+        if dto.symbol is not None and dto.symbol != self.symbol:
+            raise SignalGenerationError(
+                f"Symbol mismatch: signal for {dto.symbol!r} returned while running {self.symbol!r}"
+            )
+        validate_signal(dto, symbol=self.symbol, current_price=price, config=self.config)
+        return dto
 
     def _build_row(self, dto: SignalDto, when_ms: int, price: float) -> SignalRow:
         cfg = self.config
@@ -197,10 +298,11 @@ class StrategyInstance:
             }
         )
 
-    async def _risk_allows(self, row: SignalRow, when_ms: int, price: float, *, reserve: bool = True) -> bool:
-        schema = self._risk_schema
+    async def _risk_rejection(self, row: SignalRow, when_ms: int, price: float) -> RiskEvent | None:
+        """Item 34: ``None`` when the risk profile accepts ``row``, else the event saying why."""
+        schema = self.risk_schema
         if schema is None:
-            return True
+            return None
         signal = row.to_json()
         payload = {
             "symbol": self.symbol,
@@ -213,28 +315,117 @@ class StrategyInstance:
         }
         note = await self.risks.check(schema, payload)
         if note is None:
-            if reserve:
-                self.risks.reserve(schema.name, self.risk_key, signal)
-            return True
-        await risk_subject.emit(
-            RiskEvent(
-                self.symbol,
-                self.strategy.name,
-                self.client.name,
-                schema.name,
-                note,
-                price,
-                when_ms,
-                signal,
-                len(self.risks.active(schema.name)),
-                self.backtest,
-            )
+            return None
+        return RiskEvent(
+            self.symbol,
+            self.strategy.name,
+            self.client.name,
+            schema.name,
+            note,
+            price,
+            when_ms,
+            signal,
+            len(self.risks.active(schema.name)),
+            self.backtest,
         )
-        return False
 
-    def release_risk(self) -> None:
-        if self._risk_schema is not None:
-            self.risks.release(self._risk_schema.name, self.risk_key)
+    async def activate(self, state: SignalState, when_ms: int, vwap: float) -> Transition:
+        """A scheduled signal reached its price: risk check at ``priceOpen``, then open (or cancel)."""
+        row = state.scheduled
+        assert row is not None
+        rejected = await self._risk_rejection(row, when_ms, row.price_open)
+        if rejected is not None:
+            cancelled = self.cancelled_result(row, Outcome(when_ms, "user", vwap))
+            return Transition(
+                replace(state, scheduled=None),
+                (cancelled,),
+                (("on_cancel", (self.symbol, row)),),
+                risk_events=(rejected,),
+                persist="durable",
+                resume_after=when_ms,
+            )
+        opened_row = self.start_tracking(row.model_copy(update={"is_scheduled": False}), when_ms)
+        return Transition(
+            replace(state, scheduled=None, pending=opened_row, last_pending_id=opened_row.id),
+            (self.opened_result(opened_row, when_ms, row.price_open),),
+            (("on_open", (self.symbol, opened_row)),),
+            reserve=opened_row.to_json() if self.risk_schema is not None else None,
+            persist="durable",
+        )
+
+    def close(self, state: SignalState, outcome: Outcome) -> Transition:
+        row = state.pending
+        assert row is not None
+        closed = self.closed_result(row, outcome)
+        return Transition(
+            replace(state, pending=None),
+            (closed,),
+            (("on_close", (self.symbol, closed.signal, closed.pnl)),),
+            release=True,
+            persist="durable",
+            resume_after=outcome.timestamp,
+        )
+
+    def cancel(self, state: SignalState, outcome: Outcome) -> Transition:
+        row = state.scheduled
+        assert row is not None
+        return Transition(
+            replace(state, scheduled=None),
+            (self.cancelled_result(row, outcome),),
+            (("on_cancel", (self.symbol, row)),),
+            persist="durable",
+            resume_after=outcome.timestamp,
+        )
+
+    # ------------------------------------------------------------------ backtest: one signal's episode
+    async def backtest_episode(
+        self, state: SignalState, feed: MinuteFeed, frame_end_ms: int
+    ) -> AsyncIterator[Transition]:
+        """Items 21, 22 and 24: from a just scheduled or opened signal to its end, step by step."""
+        activated = False
+        if state.scheduled is not None:
+            verdict, ts, at = await self.resolve_scheduled(feed, state.scheduled, frame_end_ms)
+            if verdict != "activate":
+                yield self.cancel(state, Outcome(ts, verdict, at))
+                return
+            step = await self.activate(state, ts, float(feed.vwap[feed.index(ts)]))
+            yield step
+            state = step.state
+            if state.pending is None:  # the risk profile refused at activation
+                return
+            activated = True
+        assert state.pending is not None
+        row, outcome = await self.resolve_pending(feed, state.pending, frame_end_ms, activated=activated)
+        yield self.close(replace(state, pending=row), outcome)
+
+    # ------------------------------------------------------------------ live: one tick
+    async def live_tick(
+        self, state: SignalState, when_ms: int, candles: list[Candle], *, may_open: bool
+    ) -> Transition:
+        """Items 23 and 25, and asking when idle (only if ``may_open``): one minute of live mode."""
+        vwap = candle_vwap(candles)
+        if state.pending is not None:
+            row = state.pending
+            outcome = self.step_pending(row, when_ms, vwap, candles[-1])
+            if outcome is not None:
+                return self.close(state, outcome)
+            update = self.track_update(row, [vwap])
+            if update:
+                row = row.model_copy(update=update)
+            active = build(ActiveResult, signal=row, **self._meta(when_ms, vwap))
+            # peak/drawdown bookkeeping: atomic (a crash keeps it) but not fsynced, since losing
+            # the latest extreme to a power cut changes statistics, not positions
+            return Transition(replace(state, pending=row), (active,), persist="lazy" if update else "none")
+        if state.scheduled is not None:
+            outcome = self.step_scheduled(state.scheduled, when_ms, vwap)
+            if outcome is None:
+                return Transition(state)
+            if outcome.reason == "activate":
+                return await self.activate(state, when_ms, vwap)
+            return self.cancel(state, outcome)
+        if not may_open or self.throttled(state, when_ms):
+            return Transition(state, (self.idle_result(when_ms, vwap),))
+        return await self.ask(state, when_ms, vwap)
 
     # ------------------------------------------------------------------ prices and results
     def pnl_at(self, row: SignalRow, price: float) -> float:
@@ -270,6 +461,9 @@ class StrategyInstance:
             "backtest": self.backtest,
             "when": when_ms,
         }
+
+    def idle_result(self, when_ms: int, price: float) -> IdleResult:
+        return build(IdleResult, **self._meta(when_ms, price))
 
     def scheduled_result(self, row: SignalRow, when_ms: int, price: float) -> ScheduledResult:
         return build(ScheduledResult, signal=row, action="scheduled", **self._meta(when_ms, price))
@@ -340,7 +534,7 @@ class StrategyInstance:
                 update["fall_price"], update["fall_pnl"] = hi, self.pnl_at(row, hi)
         return update
 
-    # ------------------------------------------------------------------ backtest: vectorised
+    # ------------------------------------------------------------------ backtest: vectorised passes
     async def resolve_pending(
         self, feed: MinuteFeed, row: SignalRow, frame_end_ms: int, *, activated: bool
     ) -> tuple[SignalRow, Outcome]:
@@ -402,12 +596,6 @@ class StrategyInstance:
                 return "price_reject", feed.ts(idx), float(feed.vwap[idx])
             return "activate", feed.ts(idx), row.price_open
         return "timeout", feed.ts(last), float(feed.vwap[last])
-
-    async def activate(self, row: SignalRow, when_ms: int) -> SignalRow | None:
-        """A scheduled signal reached its price: risk check at ``priceOpen``, then open."""
-        if not await self._risk_allows(row, when_ms, row.price_open):
-            return None
-        return self.start_tracking(row.model_copy(update={"is_scheduled": False}), when_ms)
 
     # ------------------------------------------------------------------ live: one tick at a time
     def step_pending(self, row: SignalRow, when_ms: int, vwap: float, last: Candle) -> Outcome | None:

@@ -1,90 +1,80 @@
-"""What happened in each run, collected from events, and its markdown rendering.
+"""What one run produced, and its markdown rendering.
 
-A ``ReportStore`` subscribes to a signal subject and keeps the closed and cancelled results per
-``symbol:strategy``; statistics are computed from them on demand (``stats.compute_stats``), and
-``render_markdown`` turns both into the report. Computing and rendering stay separate.
+A :class:`RunRecord` belongs to one run: the run appends each closed or cancelled result to it
+as it happens, and statistics are computed from it on demand (``stats.compute_stats``), so two
+runs of the same ``symbol:strategy`` never share or overwrite each other's results.
+``render_markdown`` turns a record into the report; computing and rendering stay separate.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .candles import iso
-from .config import get_config
-from .events import Subject
-from .signals import CancelledResult, ClosedResult
+from .signals import AnyResult, CancelledResult, ClosedResult
 from .stats import Trade, compute_stats
 
 
 @dataclass
 class RunRecord:
+    """The closed and cancelled results of one run, in emission order."""
+
+    symbol: str = ""
+    strategy_name: str = ""
+    exchange_name: str = ""
+    frame_name: str = ""
     closed: list[ClosedResult] = field(default_factory=list)
     cancelled: list[CancelledResult] = field(default_factory=list)
     ended: list[ClosedResult | CancelledResult] = field(default_factory=list)  # emission order
-    exchange_name: str = ""
-    frame_name: str = ""
     last_when: int = 0
 
-
-class ReportStore:
-    """Closed/cancelled results per ``symbol:strategy``, fed by a signal subject."""
-
-    def __init__(self, subject: Subject[Any]) -> None:
-        self.records: dict[tuple[str, str], RunRecord] = {}
-        subject.subscribe(self._on_result)
-
-    def _on_result(self, result: Any) -> None:
-        action = getattr(result, "action", None)
-        if action not in ("closed", "cancelled"):
-            return
-        rec = self.records.setdefault((result.symbol, result.strategy_name), RunRecord())
-        rec.exchange_name, rec.frame_name, rec.last_when = (
-            result.exchange_name,
-            result.frame_name,
-            result.when,
-        )
-        rec.ended.append(result)
-        if action == "closed":
-            rec.closed.append(result)
+    def add(self, result: AnyResult) -> None:
+        """Keep ``result`` if it ends a signal (closed or cancelled); ignore the rest."""
+        if isinstance(result, ClosedResult):
+            self.closed.append(result)
+        elif isinstance(result, CancelledResult):
+            self.cancelled.append(result)
         else:
-            rec.cancelled.append(result)
+            return
+        self.ended.append(result)
+        self.last_when = result.when
 
-    def reset(self, symbol: str, strategy: str) -> None:
-        self.records[(symbol, strategy)] = RunRecord()
+    def stats(self) -> dict[str, Any]:
+        return compute_stats([trade_of(r) for r in self.closed])
 
-    def record(self, symbol: str, strategy: str) -> RunRecord:
-        return self.records.get((symbol, strategy)) or RunRecord()
-
-    def stats(self, symbol: str, strategy: str) -> dict[str, Any]:
-        rec = self.record(symbol, strategy)
-        return compute_stats([trade_of(r) for r in rec.closed])
+    def signals(self) -> list[dict[str, Any]]:
+        """The flattened rows (the parity ``signals.json`` shape, with ``id``), in emission order."""
+        return [r.flat() for r in self.ended]
 
     def report(
-        self, symbol: str, strategy: str, *, title: str, columns: Sequence[str] | None, max_rows: int
+        self, *, title: str, columns: Sequence[str] | None, max_rows: int, show_note: bool = False
     ) -> str:
-        rec = self.record(symbol, strategy)
-        if columns is None and get_config().report_show_signal_note:
+        if columns is None and show_note:
             columns = ("id", "symbol", "position", "note", *DEFAULT_COLUMNS[3:])
         return render_markdown(
             title,
-            rec.closed,
-            self.stats(symbol, strategy),
+            self.closed,
+            self.stats(),
             columns=columns,
             max_rows=max_rows,
-            cancelled=len(rec.cancelled),
+            cancelled=len(self.cancelled),
         )
 
-    def dump(self, symbol: str, strategy: str, report: str, folder: Path, mode: str) -> Path:
+    def dump(self, report: str, folder: Path, mode: str) -> Path:
         """Write ``report`` as ``<SYM>_<strategy>_<exchange>[_<frame>]_<mode>-<ms>.md`` in ``folder``."""
-        rec = self.record(symbol, strategy)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = rec.last_when or int(time.time() // 60 * 60_000)
-        parts = [symbol, strategy, rec.exchange_name, *([rec.frame_name] if rec.frame_name else [])]
+        stamp = self.last_when or int(time.time() // 60 * 60_000)
+        parts = [
+            self.symbol,
+            self.strategy_name,
+            self.exchange_name,
+            *([self.frame_name] if self.frame_name else []),
+        ]
         target = folder / f"{'_'.join(parts)}_{mode}-{stamp}.md"
         target.write_text(report, encoding="utf-8")
         return target
@@ -139,42 +129,28 @@ COLUMNS: dict[str, str] = {
 DEFAULT_COLUMNS = tuple(k for k in COLUMNS if k != "note")
 
 
+_CELLS: dict[str, Callable[[ClosedResult], str]] = {
+    "id": lambda r: r.signal.id,
+    "symbol": lambda r: r.signal.symbol,
+    "position": lambda r: r.signal.position.upper(),
+    "note": lambda r: r.signal.note.replace("|", "\\|"),
+    "open": lambda r: price_text(r.pnl.price_open),
+    "close": lambda r: price_text(r.pnl.price_close),
+    "tp": lambda r: price_text(r.signal.price_take_profit),
+    "sl": lambda r: price_text(r.signal.price_stop_loss),
+    "pnl": lambda r: _pct(r.pnl.pnl_percentage),
+    "pnl_usd": lambda r: f"{r.pnl.pnl_cost:+.2f}",
+    "reason": lambda r: r.close_reason,
+    "duration": lambda r: str(round((r.close_timestamp - r.signal.pending_at) / 60_000)),
+    "opened": lambda r: iso(r.signal.pending_at),
+    "closed": lambda r: iso(r.close_timestamp),
+    "peak": lambda r: _pct(r.signal.peak_pnl),
+    "dd": lambda r: _pct(r.signal.fall_pnl),
+}
+
+
 def _cell(r: ClosedResult, key: str) -> str:
-    s = r.signal
-    match key:
-        case "id":
-            return s.id
-        case "symbol":
-            return s.symbol
-        case "position":
-            return s.position.upper()
-        case "note":
-            return s.note.replace("|", "\\|")
-        case "open":
-            return price_text(r.pnl.price_open)
-        case "close":
-            return price_text(r.pnl.price_close)
-        case "tp":
-            return price_text(s.price_take_profit)
-        case "sl":
-            return price_text(s.price_stop_loss)
-        case "pnl":
-            return _pct(r.pnl.pnl_percentage)
-        case "pnl_usd":
-            return f"{r.pnl.pnl_cost:+.2f}"
-        case "reason":
-            return r.close_reason
-        case "duration":
-            return str(round((r.close_timestamp - s.pending_at) / 60_000))
-        case "opened":
-            return iso(s.pending_at)
-        case "closed":
-            return iso(r.close_timestamp)
-        case "peak":
-            return _pct(s.peak_pnl)
-        case "dd":
-            return _pct(s.fall_pnl)
-    raise KeyError(key)
+    return _CELLS[key](r)
 
 
 def render_markdown(

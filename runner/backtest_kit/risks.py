@@ -2,7 +2,7 @@
 
 Positions are counted across every strategy that shares a profile (key
 ``strategy_exchange_symbol``), and a check that passes reserves the slot in the same step, so two
-strategies cannot both take the last one.
+strategies cannot both take the last one. Each engine keeps one book, shared by its runs.
 """
 
 from __future__ import annotations
@@ -54,6 +54,3 @@ class RiskBook:
 
     def release(self, risk: str, key: str) -> None:
         self.active(risk).pop(key, None)
-
-
-risk_book = RiskBook()

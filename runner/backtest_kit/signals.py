@@ -388,6 +388,8 @@ TickResult = Annotated[
     Field(discriminator="action"),
 ]
 AnyResult = IdleResult | ScheduledResult | OpenedResult | ActiveResult | ClosedResult | CancelledResult
+#: A result that carries a signal (every action but ``idle``).
+SignalResult = _SignalResult
 
 
 def build(cls: type[_M], /, **values: Any) -> _M:

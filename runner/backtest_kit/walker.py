@@ -1,76 +1,34 @@
 """Walker mode: backtest several strategies on one exchange and frame, and rank them by a metric.
 
-Each strategy is an ordinary backtest (so Walker statistics equal the per-strategy backtest
-statistics); strategies can run in parallel processes with results identical to sequential.
-Ranking (ENGINE.md "deliberately differ" 5): higher is better except ``maxDrawdown``; ties keep
-the earlier strategy; ``None`` never wins.
+Each strategy is an ordinary backtest of the same engine (so Walker statistics equal the
+per-strategy backtest statistics, and each run holds its own results, so strategies never share
+a report store). Strategies can run in parallel worker processes with results identical to
+sequential: each worker is handed the engine's backtest mode explicitly when it starts (the pool
+forks, so the registrations, including strategies defined in a script, come along), never through
+a process-wide global. Ranking (docs/ENGINE.md "deliberately differ" 5): higher is better except
+``maxDrawdown``; ties keep the earlier strategy; ``None`` never wins (``metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import multiprocessing
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backtest import Backtest
-from .config import get_config
-from .errors import BacktestKitError, ConfigurationError
-from .events import call_hook, done_walker_subject, error_subject, walker_complete_subject, walker_subject
-from .registry import METRICS, FrameSchema, WalkerSchema, registry
-
-
-def usable(value: object) -> float | None:
-    """The value as a float if it can be ranked, else ``None`` (bools, NaN and infinities cannot)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def metric_value(stats: Mapping[str, Any] | None, metric: str) -> float | None:
-    """The metric of ``stats`` as a finite float, or ``None``."""
-    if metric not in METRICS:
-        raise ConfigurationError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
-    if stats is None:
-        return None
-    return usable(stats.get("totalSignals") if metric == "totalTrades" else stats.get(metric))
-
-
-def better(candidate: float | None, best: float | None, metric: str) -> bool:
-    """Strictly better; ``None`` never wins and never loses its place to an equal value."""
-    if candidate is None:
-        return False
-    if best is None:
-        return True
-    return candidate > best if METRICS.get(metric, True) else candidate < best
-
-
-def rank_order(metric: str, values: Sequence[object]) -> list[int]:
-    """Indices of ``values`` best first; unusable values last; ties keep input order.
-
-    The one statement of the ranking rule: the Walker here and the operator's Walker status
-    both rank with it.
-    """
-    lower = not METRICS.get(metric, True)
-    scored = [(i, usable(v)) for i, v in enumerate(values)]
-    real = [(i, v) for i, v in scored if v is not None]
-    real.sort(key=lambda item: item[1] if lower else -item[1])  # stable: ties keep input order
-    return [i for i, _ in real] + [i for i, v in scored if v is None]
-
-
-def best_index(metric: str, values: Sequence[object]) -> int | None:
-    """Index of the winning value, or ``None`` when no value is usable."""
-    order = rank_order(metric, values)
-    if not order or usable(values[order[0]]) is None:
-        return None
-    return order[0]
+from .backtest import BacktestMode
+from .config import EngineConfig
+from .errors import ConfigurationError
+from .events import EventBus
+from .metrics import HIGHER_IS_BETTER, better, metric_value, rank_order
+from .metrics import best_index as best_index  # re-exported: the ranking rule's old home
+from .metrics import usable as usable
+from .registry import FrameSchema, Registry, WalkerSchema
 
 
 @dataclass
@@ -86,23 +44,60 @@ class WalkRecord:
     when: int = 0
 
 
-async def _backtest_stats(symbol: str, strategy: str, exchange: str, frame: FrameSchema) -> dict[str, Any]:
-    async for _ in Backtest.run(symbol, strategy=strategy, exchange=exchange, frame=frame):
-        pass
-    return await Backtest.get_data(symbol, strategy)
+#: The backtest mode a worker process was started with (set once per worker, by ``_adopt``).
+_worker_backtests: list[BacktestMode] = []
 
 
-def _child_backtest(symbol: str, strategy: str, exchange: str, frame: FrameSchema) -> dict[str, Any]:
-    """Runs in a forked worker process: one strategy's backtest statistics."""
-    asyncio.events._set_running_loop(None)  # the fork copied the parent's running-loop marker
-    return asyncio.run(_backtest_stats(symbol, strategy, exchange, frame))
+def _adopt(backtests: BacktestMode) -> None:
+    """Worker initializer: remember the engine's backtest mode this worker runs for."""
+    _worker_backtests[:] = [backtests]
+
+
+def _worker_stats(
+    symbol: str, strategy: str, exchange: str, frame: FrameSchema, config: EngineConfig
+) -> dict[str, Any]:
+    """Runs in a worker process: one strategy's backtest statistics.
+
+    The event loop runs in a fresh thread: a forked worker's main thread still carries the
+    parent's "a loop is running here" marker, and a new thread starts without it.
+    """
+    (backtests,) = _worker_backtests
+
+    async def one() -> dict[str, Any]:
+        run = await backtests.execute(
+            symbol, strategy=strategy, exchange=exchange, frame=frame, config=config
+        )
+        return run.stats()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, one()).result()
 
 
 class WalkerMode:
-    """``Walker``: run, stop, and the comparison each walk produced."""
+    """``Walker`` of one engine: run, stop, and the comparison each walk produced."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        bus: EventBus,
+        backtests: BacktestMode,
+        config: Callable[[], EngineConfig],
+    ) -> None:
+        self._registry = registry
+        self._bus = bus
+        self._backtests = backtests
+        self._config = config
         self._walks: dict[tuple[str, str], WalkRecord] = {}
+
+    def _schema(self, walker: str | WalkerSchema) -> tuple[WalkerSchema, FrameSchema]:
+        reg = self._registry
+        schema = walker if isinstance(walker, WalkerSchema) else reg.walkers.get(walker)
+        frame = reg.frames.get(schema.frame)
+        reg.exchanges.get(schema.exchange)
+        for name in schema.strategies:
+            reg.strategies.get(name)
+        return schema, frame
 
     async def run(
         self,
@@ -111,87 +106,105 @@ class WalkerMode:
         walker: str | WalkerSchema,
         jobs: int = 1,
         callbacks: Mapping[str, Callable[..., Any]] | None = None,
+        config: EngineConfig | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield the progress contract after each strategy, with that strategy's stats."""
-        schema = walker if isinstance(walker, WalkerSchema) else registry.walkers.get(walker)
-        frame = registry.frames.get(schema.frame)
-        registry.exchanges.get(schema.exchange)
-        for name in schema.strategies:
-            registry.strategies.get(name)
+        schema, frame = self._schema(walker)
         if jobs < 1:
             raise ConfigurationError(f"jobs must be >= 1, got {jobs}")
+        cfg = config or self._config()
         cbs = {**schema.callbacks, **(callbacks or {})}
         rec = WalkRecord(schema, symbol, status="running")
         self._walks[(symbol, schema.name)] = rec
-        total = len(schema.strategies)
         pool: ProcessPoolExecutor | None = None
         futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        if jobs > 1 and total > 1:
+        if jobs > 1 and len(schema.strategies) > 1:
             pool = ProcessPoolExecutor(
-                max_workers=min(jobs, total), mp_context=multiprocessing.get_context("fork")
+                max_workers=min(jobs, len(schema.strategies)),
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_adopt,
+                initargs=(self._backtests,),
             )
             loop = asyncio.get_running_loop()
             for name in schema.strategies:
                 futures[name] = loop.run_in_executor(
-                    pool, _child_backtest, symbol, name, schema.exchange, frame
+                    pool, _worker_stats, symbol, name, schema.exchange, frame, cfg
                 )
         try:
             for tested, name in enumerate(schema.strategies, start=1):
                 if rec.stop_requested:
                     break
-                await call_hook(cbs.get("on_strategy_start"), name, symbol)
-                started = time.perf_counter()
-                stats: dict[str, Any] | None
-                error: str | None = None
-                try:
-                    if name in futures:
-                        stats = await futures[name]
-                    else:
-                        stats = await _backtest_stats(symbol, name, schema.exchange, frame)
-                except (BacktestKitError, Exception) as exc:
-                    stats, error = None, f"{type(exc).__name__}: {exc}"
-                    await error_subject.emit(exc)
-                    await call_hook(cbs.get("on_strategy_error"), name, symbol, exc)
-                value = metric_value(stats, schema.metric)
-                if better(value, rec.best_metric, schema.metric):
-                    rec.best_strategy, rec.best_metric, rec.best_stats = name, value, stats
-                rec.when = int(time.time() * 1000)
-                entry = {
-                    "strategyName": name,
-                    "stats": stats,
-                    "metricValue": value,
-                    "error": error,
-                    "durationSeconds": time.perf_counter() - started,
-                }
-                rec.results.append(entry)
-                progress = {
-                    "walkerName": schema.name,
-                    "exchangeName": schema.exchange,
-                    "frameName": schema.frame,
-                    "symbol": symbol,
-                    "strategyName": name,
-                    "stats": stats,
-                    "metricValue": value,
-                    "currentMetric": value,
-                    "metric": schema.metric,
-                    "bestMetric": rec.best_metric,
-                    "bestStrategy": rec.best_strategy,
-                    "strategiesTested": tested,
-                    "totalStrategies": total,
-                    "error": error,
-                    "when": rec.when,
-                }
-                if error is None:
-                    await call_hook(cbs.get("on_strategy_complete"), name, symbol, stats, value)
-                await walker_subject.emit(progress)
+                progress = await self._one(rec, tested, name, frame, cfg, cbs, futures.get(name))
+                await self._bus.walker.emit(progress)
                 yield progress
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
             rec.status = "done"
         data = self._data(rec)
-        await walker_complete_subject.emit(data)
-        await done_walker_subject.emit(data)
+        await self._bus.walker_complete.emit(data)
+        await self._bus.done_walker.emit(data)
+
+    async def _one(
+        self,
+        rec: WalkRecord,
+        tested: int,
+        name: str,
+        frame: FrameSchema,
+        cfg: EngineConfig,
+        cbs: Mapping[str, Callable[..., Any]],
+        future: asyncio.Future[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """Test one strategy (or collect its worker's answer) and fold it into the walk."""
+        schema, symbol, bus = rec.schema, rec.symbol, self._bus
+        await bus.hook(cbs.get("on_strategy_start"), name, symbol)
+        started = time.perf_counter()
+        stats: dict[str, Any] | None
+        error: str | None = None
+        try:
+            if future is not None:
+                stats = await future
+            else:
+                run = await self._backtests.execute(
+                    symbol, strategy=name, exchange=schema.exchange, frame=frame, config=cfg
+                )
+                stats = run.stats()
+        except Exception as exc:
+            stats, error = None, f"{type(exc).__name__}: {exc}"
+            await bus.error.emit(exc)
+            await bus.hook(cbs.get("on_strategy_error"), name, symbol, exc)
+        value = metric_value(stats, schema.metric)
+        if better(value, rec.best_metric, schema.metric):
+            rec.best_strategy, rec.best_metric, rec.best_stats = name, value, stats
+        rec.when = int(time.time() * 1000)
+        rec.results.append(
+            {
+                "strategyName": name,
+                "stats": stats,
+                "metricValue": value,
+                "error": error,
+                "durationSeconds": time.perf_counter() - started,
+            }
+        )
+        if error is None:
+            await bus.hook(cbs.get("on_strategy_complete"), name, symbol, stats, value)
+        return {
+            "walkerName": schema.name,
+            "exchangeName": schema.exchange,
+            "frameName": schema.frame,
+            "symbol": symbol,
+            "strategyName": name,
+            "stats": stats,
+            "metricValue": value,
+            "currentMetric": value,
+            "metric": schema.metric,
+            "bestMetric": rec.best_metric,
+            "bestStrategy": rec.best_strategy,
+            "strategiesTested": tested,
+            "totalStrategies": len(schema.strategies),
+            "error": error,
+            "when": rec.when,
+        }
 
     def stop(self, symbol: str, walker: str) -> None:
         """No further strategy starts; the running one finishes."""
@@ -224,14 +237,15 @@ class WalkerMode:
 
     async def get_report(self, symbol: str, walker: str) -> str:
         data = await self.get_data(symbol, walker)
-        return render_walker(data, top_n=get_config().walker_markdown_top_n)
+        return render_walker(data, top_n=self._config().walker_markdown_top_n)
 
     async def dump(self, symbol: str, walker: str, path: str | os.PathLike[str] | None = None) -> Path:
+        report = await self.get_report(symbol, walker)
         data = await self.get_data(symbol, walker)
         folder = Path(path or "./dump/walker")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{symbol}_{walker}_walker-{data['when']}.md"
-        target.write_text(render_walker(data, top_n=get_config().walker_markdown_top_n), encoding="utf-8")
+        target.write_text(report, encoding="utf-8")
         return target
 
     def list(self) -> list[dict[str, str]]:
@@ -253,7 +267,7 @@ def render_walker(data: Mapping[str, Any], *, top_n: int = 10) -> str:
         f"# Walker Report: {data['walkerName']} ({data['symbol']})",
         "",
         f"Exchange `{data['exchangeName']}`, frame `{data['frameName']}`, metric `{metric}` "
-        f"({'higher' if METRICS[metric] else 'lower'} is better).",
+        f"({'higher' if HIGHER_IS_BETTER[metric] else 'lower'} is better).",
         "",
         f"**Best strategy:** {data['bestStrategy'] or 'none'} "
         f"({metric} = {'N/A' if data['bestMetric'] is None else format(data['bestMetric'], '.6g')})",
@@ -277,6 +291,3 @@ def render_walker(data: Mapping[str, Any], *, top_n: int = 10) -> str:
         lines += ["", "## Failed strategies", ""]
         lines += [f"- {r['strategyName']}: {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"
-
-
-Walker = WalkerMode()

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from backtest_kit.registry import registry
+import backtest_kit as bk
 
 SYM = "SYNUSDT"
 
@@ -18,13 +18,16 @@ def day(d: int, h: int = 0, m: int = 0) -> datetime:
 
 @contextmanager
 def registered() -> Iterator[list[tuple[str, str]]]:
-    """Yields a list to append ``(table, name)`` to; those registrations are dropped on exit."""
+    """Yields a list to append ``(table, name)`` to; those registrations are dropped on exit.
+
+    Each test already runs on a fresh engine; this also keeps several runs inside one test apart.
+    """
     made: list[tuple[str, str]] = []
     try:
         yield made
     finally:
         for table, name in made:
-            getattr(registry, table).items.pop(name, None)
+            getattr(bk.default_engine().registry, table).items.pop(name, None)
 
 
 async def run_all(gen: Any) -> list[Any]:

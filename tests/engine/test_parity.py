@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.registry import registry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 STRATEGIES = ["a_long_tp1_sl1", "c_limit_sched", "d_sma_cross"]
@@ -27,12 +26,11 @@ def close_enough(got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def frame_f30() -> None:
-    if "f30" not in registry.frames.items:
-        bk.add_frame(
-            "f30", start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 30, 23, 59, tzinfo=UTC)
-        )
+@pytest.fixture(autouse=True)
+def frame_f30(fresh_engine: bk.Engine) -> None:
+    fresh_engine.registry.add_frame(
+        "f30", start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 30, 23, 59, tzinfo=UTC)
+    )
 
 
 async def run(strategy: str) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ import pytest
 import backtest_kit as bk
 from backtest_kit.candles import MINUTE_MS, to_ms
 from backtest_kit.live import state_key
-from backtest_kit.registry import registry
 from backtest_kit.synthetic import SyntheticExchange
 
 START = to_ms(datetime(2024, 1, 1, tzinfo=UTC))
@@ -28,6 +27,7 @@ SYM = "SYNUSDT"
 def names() -> Iterator[list[str]]:
     created: list[str] = []
     yield created
+    registry = bk.default_engine().registry
     for n in created:
         registry.strategies.items.pop(n, None)
         registry.exchanges.items.pop(n, None)

@@ -4,30 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from backtest_kit.registry import registry
-
 from .runner_process import LiveRunner
-
-
-@pytest.fixture(autouse=True)
-def engine_registry_restored() -> Iterator[None]:
-    """Strategies and exchanges a test registers in this process are gone after it."""
-    tables: list[dict[str, Any]] = [
-        registry.exchanges.items,
-        registry.strategies.items,
-        registry.frames.items,
-        registry.risks.items,
-        registry.walkers.items,
-    ]
-    saved = [dict(items) for items in tables]
-    yield
-    for items, before in zip(tables, saved, strict=True):
-        items.clear()
-        items.update(before)
 
 
 @pytest.fixture

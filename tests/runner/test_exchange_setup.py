@@ -85,7 +85,7 @@ class TestRegistration:
     def test_csv_requests_are_timed_into_the_metrics(self, tmp_path: Path) -> None:
         metrics = RunnerMetrics(symbol="SYNUSDT", strategy="s", exchange="csv", process_metrics=False)
         assert prepare(f"csv:{write_csv(tmp_path / 'SYNUSDT.csv')}", metrics) == "csv"
-        schema = backtest_kit.registry.registry.exchanges.get("csv")
+        schema = backtest_kit.default_engine().registry.exchanges.get("csv")
         since = datetime(2024, 1, 1, tzinfo=UTC)
 
         async def fetch() -> int:

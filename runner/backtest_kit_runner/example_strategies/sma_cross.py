@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backtest_kit.context import get_candles
-from backtest_kit.registry import add_strategy
+from backtest_kit import add_strategy
 from backtest_kit.signals import SignalDto
 
 STRATEGY = "sma-cross"

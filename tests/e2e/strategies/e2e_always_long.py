@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backtest_kit.registry import add_strategy
+from backtest_kit import add_strategy
 from backtest_kit.signals import SignalDto
 
 STRATEGY = "e2e-always-long"
