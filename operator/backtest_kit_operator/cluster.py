@@ -129,12 +129,10 @@ class Cluster:
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
-        try:
-            return await self._delete(
-                f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace, body=body
-            )
-        except ApiException as exc:  # pragma: no cover - 409 precondition failed: another pod now
-            raise ClusterUnavailable(f"delete pod {namespace}/{name}: {_api_message(exc)}") from exc
+        # A uid precondition that no longer holds (409: another pod now) is a ClusterUnavailable.
+        return await self._delete(
+            f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace, body=body
+        )
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         result = await self._call(

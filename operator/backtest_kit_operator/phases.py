@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +75,6 @@ class Plan:
     """Deletion only: everything is cleaned up, the finalizer may go."""
     waiting_for: str = ""
     """Deletion only: why the finalizer stays (becomes the TemporaryError message)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pod_phase(pod: Mapping[str, Any] | None) -> str | None:
