@@ -160,87 +160,108 @@ def validate_signal(
     config: EngineConfig,
 ) -> None:
     """Check every rule of ENGINE.md item 17; raise one error listing all broken rules."""
-    msgs: list[str] = []
     pos = dto.position
-    if pos not in ("long", "short"):
-        msgs.append(f"position must be 'long' or 'short', got {pos!r}")
-    elif pos == "long" and not config.enable_long_signal:
-        msgs.append("long signals are disabled (enable_long_signal=False)")
-    elif pos == "short" and not config.enable_short_signal:
-        msgs.append("short signals are disabled (enable_short_signal=False)")
     scheduled = dto.price_open is not None
     open_ = dto.price_open if scheduled else current_price
-    tp, sl = dto.price_take_profit, dto.price_stop_loss
-    prices_ok = True
-    for name, value in (("priceOpen", open_), ("priceTakeProfit", tp), ("priceStopLoss", sl)):
-        if not _num(value) or value is None or value <= 0:
-            msgs.append(f"{name} must be a finite number > 0, got {value!r}")
-            prices_ok = False
-    if prices_ok and pos in ("long", "short") and open_ is not None:
-        if pos == "long":
-            if not tp > open_:
-                msgs.append(f"long: priceTakeProfit ({tp}) must be above priceOpen ({open_})")
-            if not sl < open_:
-                msgs.append(f"long: priceStopLoss ({sl}) must be below priceOpen ({open_})")
-            tp_dist = (tp - open_) / open_ * 100
-            sl_dist = (open_ - sl) / open_ * 100
-        else:
-            if not tp < open_:
-                msgs.append(f"short: priceTakeProfit ({tp}) must be below priceOpen ({open_})")
-            if not sl > open_:
-                msgs.append(f"short: priceStopLoss ({sl}) must be above priceOpen ({open_})")
-            tp_dist = (open_ - tp) / open_ * 100
-            sl_dist = (sl - open_) / open_ * 100
-        if tp_dist > 0 and tp_dist < config.min_takeprofit_distance_percent:
-            msgs.append(
-                f"take-profit distance {tp_dist:.4f}% is below the minimum "
-                f"{config.min_takeprofit_distance_percent}%"
-            )
-        if sl_dist > 0 and sl_dist < config.min_stoploss_distance_percent:
-            msgs.append(
-                f"stop-loss distance {sl_dist:.4f}% is below the minimum "
-                f"{config.min_stoploss_distance_percent}%"
-            )
-        if sl_dist > config.max_stoploss_distance_percent:
-            msgs.append(
-                f"stop-loss distance {sl_dist:.4f}% is above the maximum "
-                f"{config.max_stoploss_distance_percent}%"
-            )
-        # a market order, or a limit order whose price is already reached, opens now: at the
-        # current price, so that price must lie inside the bracket (item 17, "market/immediate")
-        reached = scheduled and (
-            (pos == "long" and current_price <= open_) or (pos == "short" and current_price >= open_)
-        )
-        if not scheduled or reached:
-            if pos == "long" and not (sl < current_price < tp):
-                msgs.append(f"long: current price {current_price} must lie between stop-loss and take-profit")
-            if pos == "short" and not (tp < current_price < sl):
-                msgs.append(
-                    f"short: current price {current_price} must lie between take-profit and stop-loss"
-                )
-    life = dto.minute_estimated_time
-    if life is not None:
-        if isinstance(life, bool) or not isinstance(life, (int, float)) or math.isnan(life):
-            msgs.append(f"minuteEstimatedTime must be a number, got {life!r}")
-        elif math.isinf(life):
-            if not (life > 0 and math.isinf(config.max_signal_lifetime_minutes)):
-                msgs.append("minuteEstimatedTime may be infinite only when max_signal_lifetime_minutes is")
-        else:
-            if life <= 0:
-                msgs.append(f"minuteEstimatedTime must be > 0, got {life}")
-            if life != int(life):
-                msgs.append(f"minuteEstimatedTime must be a whole number of minutes, got {life}")
-            if life > config.max_signal_lifetime_minutes:
-                msgs.append(
-                    f"minuteEstimatedTime {life} exceeds max_signal_lifetime_minutes "
-                    f"{config.max_signal_lifetime_minutes}"
-                )
+    msgs = _position_problems(pos, config)
+    prices = (
+        ("priceOpen", open_),
+        ("priceTakeProfit", dto.price_take_profit),
+        ("priceStopLoss", dto.price_stop_loss),
+    )
+    bad_prices = [
+        f"{name} must be a finite number > 0, got {value!r}"
+        for name, value in prices
+        if not _num(value) or value is None or value <= 0
+    ]
+    msgs += bad_prices
+    if not bad_prices and pos in ("long", "short") and open_ is not None:
+        msgs += _bracket_problems(dto, pos, open_, current_price, config)
+    if dto.minute_estimated_time is not None:
+        msgs += _lifetime_problems(dto.minute_estimated_time, config)
     if dto.multiplier is not None and not (_num(dto.multiplier) and dto.multiplier > 0):
         msgs.append(f"multiplier must be a finite number > 0, got {dto.multiplier!r}")
     if dto.cost is not None and not (_num(dto.cost) and dto.cost > 0):
         msgs.append(f"cost must be a finite number > 0, got {dto.cost!r}")
     if msgs:
         raise SignalValidationError(str(pos), symbol, msgs)
+
+
+def _position_problems(pos: object, config: EngineConfig) -> list[str]:
+    if pos not in ("long", "short"):
+        return [f"position must be 'long' or 'short', got {pos!r}"]
+    if pos == "long" and not config.enable_long_signal:
+        return ["long signals are disabled (enable_long_signal=False)"]
+    if pos == "short" and not config.enable_short_signal:
+        return ["short signals are disabled (enable_short_signal=False)"]
+    return []
+
+
+def _bracket_problems(
+    dto: SignalDto, pos: str, open_: float, current_price: float, config: EngineConfig
+) -> list[str]:
+    """Take-profit and stop-loss on the right sides of the open price, at allowed distances."""
+    tp, sl = dto.price_take_profit, dto.price_stop_loss
+    msgs: list[str] = []
+    if pos == "long":
+        if not tp > open_:
+            msgs.append(f"long: priceTakeProfit ({tp}) must be above priceOpen ({open_})")
+        if not sl < open_:
+            msgs.append(f"long: priceStopLoss ({sl}) must be below priceOpen ({open_})")
+        tp_dist = (tp - open_) / open_ * 100
+        sl_dist = (open_ - sl) / open_ * 100
+    else:
+        if not tp < open_:
+            msgs.append(f"short: priceTakeProfit ({tp}) must be below priceOpen ({open_})")
+        if not sl > open_:
+            msgs.append(f"short: priceStopLoss ({sl}) must be above priceOpen ({open_})")
+        tp_dist = (open_ - tp) / open_ * 100
+        sl_dist = (sl - open_) / open_ * 100
+    if tp_dist > 0 and tp_dist < config.min_takeprofit_distance_percent:
+        msgs.append(
+            f"take-profit distance {tp_dist:.4f}% is below the minimum "
+            f"{config.min_takeprofit_distance_percent}%"
+        )
+    if sl_dist > 0 and sl_dist < config.min_stoploss_distance_percent:
+        msgs.append(
+            f"stop-loss distance {sl_dist:.4f}% is below the minimum {config.min_stoploss_distance_percent}%"
+        )
+    if sl_dist > config.max_stoploss_distance_percent:
+        msgs.append(
+            f"stop-loss distance {sl_dist:.4f}% is above the maximum {config.max_stoploss_distance_percent}%"
+        )
+    # a market order, or a limit order whose price is already reached, opens now: at the
+    # current price, so that price must lie inside the bracket (item 17, "market/immediate")
+    scheduled = dto.price_open is not None
+    reached = scheduled and (
+        (pos == "long" and current_price <= open_) or (pos == "short" and current_price >= open_)
+    )
+    if not scheduled or reached:
+        if pos == "long" and not (sl < current_price < tp):
+            msgs.append(f"long: current price {current_price} must lie between stop-loss and take-profit")
+        if pos == "short" and not (tp < current_price < sl):
+            msgs.append(f"short: current price {current_price} must lie between take-profit and stop-loss")
+    return msgs
+
+
+def _lifetime_problems(life: object, config: EngineConfig) -> list[str]:
+    if isinstance(life, bool) or not isinstance(life, (int, float)) or math.isnan(life):
+        return [f"minuteEstimatedTime must be a number, got {life!r}"]
+    if math.isinf(life):
+        if life > 0 and math.isinf(config.max_signal_lifetime_minutes):
+            return []
+        return ["minuteEstimatedTime may be infinite only when max_signal_lifetime_minutes is"]
+    msgs: list[str] = []
+    if life <= 0:
+        msgs.append(f"minuteEstimatedTime must be > 0, got {life}")
+    if life != int(life):
+        msgs.append(f"minuteEstimatedTime must be a whole number of minutes, got {life}")
+    if life > config.max_signal_lifetime_minutes:
+        msgs.append(
+            f"minuteEstimatedTime {life} exceeds max_signal_lifetime_minutes "
+            f"{config.max_signal_lifetime_minutes}"
+        )
+    return msgs
 
 
 # --------------------------------------------------------------------------- tick results
