@@ -29,7 +29,7 @@ from .market import ExchangeClient, MinuteFeed
 from .registry import FrameSchema, Registry
 from .reports import RunRecord
 from .risks import RiskBook
-from .signals import AnyResult
+from .signals import SignalResult
 
 
 def frame_ticks(frame: FrameSchema, now_ms: int | None = None) -> np.ndarray:
@@ -90,7 +90,7 @@ class BacktestMode:
         frame: str | FrameSchema,
         config: EngineConfig | None = None,
         run: BacktestRun | None = None,
-    ) -> AsyncIterator[AnyResult]:
+    ) -> AsyncIterator[SignalResult]:
         """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results in time order.
 
         ``config`` defaults to the engine's configuration at the start of the run; ``run`` lets
@@ -150,7 +150,7 @@ class BacktestMode:
 
     async def _walk(
         self, inst: StrategyInstance, feed: MinuteFeed, ticks: np.ndarray, run: BacktestRun
-    ) -> AsyncIterator[AnyResult]:
+    ) -> AsyncIterator[SignalResult]:
         """Move time over ``ticks``: skip what cannot matter, let the lifecycle decide the rest."""
         progress = _Progress(self._bus, inst, len(ticks))
         frame_end = int(ticks[-1])
@@ -166,7 +166,8 @@ class BacktestMode:
             step = await inst.ask(state, when, await feed.price_at(when), feed)
             state = await self._adopt(inst, run, step)
             for result in step.results:
-                yield result
+                if isinstance(result, SignalResult):
+                    yield result
             await self._hooks(inst, step)
             if state.flat:
                 i += 1
@@ -174,7 +175,8 @@ class BacktestMode:
             async for step in inst.backtest_episode(state, feed, frame_end):
                 state = await self._adopt(inst, run, step)
                 for result in step.results:
-                    yield result
+                    if isinstance(result, SignalResult):
+                        yield result
                 await self._hooks(inst, step)
             assert step.resume_after is not None and state.flat
             i = int(np.searchsorted(ticks, step.resume_after, side="right"))

@@ -19,7 +19,7 @@ class EventLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: set[tuple[Any, Any]] = set()
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -40,7 +40,7 @@ class EventLog:
         key = (row.get("id"), row.get("action"))
         if key in self.seen:
             return
-        self.seen.add(key)  # type: ignore[arg-type]
+        self.seen.add(key)
         self._fh.write(json.dumps(row, allow_nan=False) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())

@@ -20,7 +20,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
 
@@ -52,6 +52,8 @@ from .signals import (
 
 log = logging.getLogger("backtest_kit")
 _T = TypeVar("_T")
+_CLOSE_REASONS: dict[str, CloseReason] = {r: r for r in get_args(CloseReason)}
+_CANCEL_REASONS: dict[str, CancelReason] = {r: r for r in get_args(CancelReason)}
 
 
 class SignalGenerationError(BacktestKitError):
@@ -213,7 +215,7 @@ class StrategyInstance:
         )
         try:
             raw: object = await call_with_timeout(
-                self.strategy.get_signal(self.symbol, from_ms(when_ms), price),  # type: ignore[arg-type]
+                self.strategy.get_signal(self.symbol, from_ms(when_ms), price),
                 self.config.max_signal_generation_seconds,
             )
         except TimeoutError as exc:
@@ -481,7 +483,7 @@ class StrategyInstance:
             update["peak_pnl"] = pc
         if update:
             row = row.model_copy(update=update)
-        reason: CloseReason = outcome.reason  # type: ignore[assignment]
+        reason = _CLOSE_REASONS[outcome.reason]
         return build(
             ClosedResult,
             signal=row,
@@ -493,7 +495,7 @@ class StrategyInstance:
         )
 
     def cancelled_result(self, row: SignalRow, outcome: Outcome) -> CancelledResult:
-        reason: CancelReason = outcome.reason  # type: ignore[assignment]
+        reason = _CANCEL_REASONS[outcome.reason]
         return build(
             CancelledResult,
             signal=row,
@@ -665,9 +667,9 @@ async def call_with_timeout(coro: Coroutine[Any, Any, _T], seconds: float) -> _T
     try:
         first = coro.send(None)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return cast(_T, stop.value)
     async with asyncio.timeout(seconds):
-        return await _Resume(coro, first)  # type: ignore[no-any-return]
+        return cast(_T, await _Resume(coro, first))
 
 
 def _to_dto(raw: object, strategy: str) -> SignalDto:

@@ -31,7 +31,7 @@ from .persistence import FilePersistence, PersistenceAdapter
 from .registry import Registry
 from .reports import RunRecord
 from .risks import RiskBook
-from .signals import AnyResult, SignalRow
+from .signals import SignalResult, SignalRow
 
 STATE_VERSION = 1
 #: Results ``Live.run`` yields (the others only reach the listeners).
@@ -97,7 +97,7 @@ class LiveMode:
         on_restore: Callable[[dict[str, Any] | None], Any] | None = None,
         tick_ms: int = MINUTE_MS,
         config: EngineConfig | None = None,
-    ) -> AsyncIterator[AnyResult]:
+    ) -> AsyncIterator[SignalResult]:
         """Yield ``opened``, ``closed`` and ``cancelled`` results until stopped (or ``until`` ms).
 
         ``on_restore`` receives the last result recorded in the restored state (or ``None``)
@@ -164,7 +164,7 @@ class LiveMode:
 
     async def _loop(
         self, session: LiveSession, wiring: _Wiring, clock: Clock, until: int | None, tick_ms: int
-    ) -> AsyncIterator[AnyResult]:
+    ) -> AsyncIterator[SignalResult]:
         settle = wiring.config.live_settle_delay_ms
         while True:
             when = clock.now_ms() // tick_ms * tick_ms
@@ -177,7 +177,7 @@ class LiveMode:
                 continue
             step, finished = await self._timed_tick(session, wiring, when)
             for result in step.results if step is not None else ():
-                if result.action in YIELDED:
+                if isinstance(result, SignalResult) and result.action in YIELDED:
                     yield result
             if finished:
                 return

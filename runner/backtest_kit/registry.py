@@ -8,10 +8,10 @@ lists what is registered. The schemas are frozen values; modes receive them expl
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .candles import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, Candle, CandleArrays, to_ms
 from .errors import ConfigurationError, UnknownNameError
@@ -20,7 +20,7 @@ from .signals import SignalDto
 
 GetCandles = Callable[[str, str, datetime, int], Awaitable[Sequence[Candle]]]
 GetCandleArrays = Callable[[str, str, int, int], CandleArrays]
-GetSignal = Callable[[str, datetime, float], Awaitable["SignalDto | Mapping[str, Any] | None"]]
+GetSignal = Callable[[str, datetime, float], Coroutine[Any, Any, "SignalDto | Mapping[str, Any] | None"]]
 
 #: metric name -> higher is better (defined in ``metrics``; kept here for older imports).
 METRICS: Mapping[str, bool] = HIGHER_IS_BETTER
@@ -236,7 +236,9 @@ class Registry:
             if isinstance(v, Mapping):
                 fn = v.get("validate")
                 _require_callable("risk", name, f"validations[{i}].validate", fn)
-                items.append(RiskValidation(fn, str(v.get("note", ""))))  # type: ignore[arg-type]
+                items.append(
+                    RiskValidation(cast(Callable[[dict[str, Any]], Any], fn), str(v.get("note", "")))
+                )
             else:
                 _require_callable("risk", name, f"validations[{i}]", v)
                 items.append(RiskValidation(v))

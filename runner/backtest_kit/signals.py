@@ -299,6 +299,7 @@ class IdleResult(_Result):
 
 
 class _SignalResult(_Result):
+    action: str
     signal: SignalRow
 
     def flat(self) -> dict[str, Any]:
@@ -308,7 +309,7 @@ class _SignalResult(_Result):
         life = s.minute_estimated_time
         return {
             "id": s.id,
-            "action": self.action,  # type: ignore[attr-defined]
+            "action": self.action,
             "position": s.position,
             "priceOpen": s.open_eff if opened else s.price_open,
             "originalPriceOpen": s.price_open,
@@ -335,7 +336,7 @@ class _SignalResult(_Result):
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, **self._base(), "signal": self.signal.to_json()}  # type: ignore[attr-defined]
+        return {"action": self.action, **self._base(), "signal": self.signal.to_json()}
 
 
 class ScheduledResult(_SignalResult):
