@@ -12,30 +12,41 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from backtest_kit.candles import FRAME_INTERVALS
+from backtest_kit.metrics import DEFAULT_METRIC, check_metric_name
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 
 ExchangeName = Literal["synthetic", "binance", "csv"]
-Interval = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "1d"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 ReclaimPolicy = Literal["Retain", "Delete"]
-WalkerMetric = Literal[
-    "sharpeRatio",
-    "annualizedSharpeRatio",
-    "winRate",
-    "totalPnl",
-    "certaintyRatio",
-    "avgPnl",
-    "expectedYearlyReturns",
-    "maxDrawdown",
-    "totalTrades",
-]
+
+
+def _frame_interval(value: object) -> str:
+    if not isinstance(value, str) or value not in FRAME_INTERVALS:
+        raise ValueError(f"unknown frame interval {value!r}; allowed: {', '.join(FRAME_INTERVALS)}")
+    return value
+
+
+#: What a frame may step by, and what a Walker may rank by: the engine's own tables, so a spec the
+#: operator accepts is one the runner accepts (the CRD enums are generated from the same tables).
+Interval = Annotated[str, BeforeValidator(_frame_interval)]
+WalkerMetric = Annotated[str, BeforeValidator(check_metric_name)]
 
 
 class SpecError(ValueError):
@@ -161,7 +172,7 @@ class WalkerSpec(SpecModel):
     frame: Frame
     strategies: tuple[WalkerStrategy, ...] = Field(min_length=1, max_length=128)
     module: StrategyModule | None = None
-    metric: WalkerMetric = "sharpeRatio"
+    metric: WalkerMetric = DEFAULT_METRIC
     parallelism: int = Field(2, ge=1, le=64)
     runner: Runner = Runner.model_validate({})
 

@@ -15,13 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backtest_kit.walker import best_index, rank_order, usable
+from backtest_kit.metrics import Metric, best_index, get_metric, metric_value, rank_order, usable
 
 from .conditions import JOB_COMPLETE, READY, Condition, merge_conditions, utc_timestamp
 from .manifests import COMPLETION_INDEX_ANNOTATION, report_configmap_name, walker_job_name
 from .models import WalkerSpec
 
-KEY_STATS = ("totalTrades", "winRate", "totalPnl", "sharpeRatio", "maxDrawdown")
+#: The key statistics of the per-strategy status table. Each column is a Walker metric and is read
+#: from the statistic the engine's definition names: ``totalTrades`` is the run's ``totalSignals``.
+KEY_STATS: tuple[Metric, ...] = tuple(
+    get_metric(name) for name in ("totalTrades", "winRate", "totalPnl", "sharpeRatio", "maxDrawdown")
+)
+#: Columns that count things (integers in the CRD schema).
+COUNT_COLUMNS = frozenset({"totalTrades"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def task_from_pod(pod: Mapping[str, Any], spec: WalkerSpec) -> TaskResult | None
         stats = document.get("stats") if isinstance(document.get("stats"), dict) else {}
         value = usable(document.get("metricValue"))
         if value is None and document.get("metric") in (None, spec.metric):
-            value = usable((stats or {}).get(spec.metric))
+            value = metric_value(stats, spec.metric)
         return TaskResult(index, entry.effective_label, entry.name, "Succeeded", value, dict(stats or {}))
     why = message.strip() or str((terminated or {}).get("reason") or "task failed")
     if ok:
@@ -134,6 +140,14 @@ def job_complete(job: Mapping[str, Any] | None) -> bool:
     return False
 
 
+def _cell(column: Metric, stats: Mapping[str, Any]) -> float | int | None:
+    """One key-statistic cell of the status table: a finite number (an integer for counts) or None."""
+    value = usable(stats.get(column.stat))
+    if value is None or column.name not in COUNT_COLUMNS:
+        return value
+    return int(value)
+
+
 @dataclass(frozen=True)
 class WalkerOutcome:
     status: dict[str, Any]
@@ -173,14 +187,8 @@ def summarize(
             "rank": ranks.get(r.index),
             "metricValue": r.metric_value,
         }
-        for key in KEY_STATS:
-            value = r.stats.get(key)
-            if key == "totalTrades":
-                row[key] = (
-                    int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-                )
-            else:
-                row[key] = usable(value)
+        for column in KEY_STATS:
+            row[column.name] = _cell(column, r.stats)
         if r.message:
             row["message"] = r.message
         table.append(row)
@@ -237,7 +245,7 @@ def summarize(
             "exchange": spec.exchange.name,
             "frame": spec.frame.model_dump(mode="json", by_alias=True),
             "metric": spec.metric,
-            "lowerIsBetter": spec.metric == "maxDrawdown",
+            "lowerIsBetter": not get_metric(spec.metric).higher_is_better,
             "bestStrategy": best_label,
             "bestMetric": best_value,
             "ranking": [results[i].label for i in order if i in ranks],

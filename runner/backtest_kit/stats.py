@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from .metrics import STAT_FIELDS
+
 DAY_MS = 86_400_000
 
 
@@ -23,44 +25,6 @@ class Trade(NamedTuple):
     peak_pnl: float
     fall_pnl: float
     close_price: float = math.nan
-
-
-STAT_FIELDS = (
-    "statsSignalCount",
-    "totalSignals",
-    "winCount",
-    "lossCount",
-    "winRate",
-    "avgPnl",
-    "totalPnl",
-    "stdDev",
-    "sharpeRatio",
-    "annualizedSharpeRatio",
-    "certaintyRatio",
-    "expectedYearlyReturns",
-    "avgPeakPnl",
-    "avgFallPnl",
-    "sortinoRatio",
-    "calmarRatio",
-    "recoveryFactor",
-    "expectancy",
-    "avgDuration",
-    "medianPnl",
-    "avgConsecutiveWinPnl",
-    "avgConsecutiveLossPnl",
-    "avgWinDuration",
-    "avgLossDuration",
-    "maxDrawdown",
-    "medianStepSize",
-    "buyerPressure",
-    "sellerPressure",
-    "buyerStrength",
-    "sellerStrength",
-    "pressureImbalance",
-    "trend",
-    "trendStrength",
-    "trendConfidence",
-)
 
 
 def _safe(x: float | None) -> float | None:
@@ -86,7 +50,8 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
     """Statistics of closed trades given in emission order (oldest first).
 
     ``maxDrawdown`` (equity drawdown, %) is an addition of ours for the Walker metric of the
-    same name; the reference keeps it internal.
+    same name; the reference keeps it internal. Sums run in a fixed order (newest trade first,
+    as the reference lists them): parity depends on it.
     """
     valid = [t for t in trades_in_order if t.pending_at > 0 and t.close_timestamp > 0]
     n = len(valid)
@@ -106,81 +71,126 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
     for p in pnls:
         total += p
     avg = total / n
-    win_rate = win / (win + loss) * 100 if win + loss else 0.0
-    std: float | None = None
-    sharpe: float | None = None
-    if n >= 10:
-        acc = 0.0
-        for p in pnls:
-            acc += (p - avg) ** 2
-        std = math.sqrt(acc / (n - 1))
-        if std > 1e-9:
-            sharpe = avg / std
-    first_pending = min(t.pending_at for t in valid)
-    last_close = max(t.close_timestamp for t in valid)
-    span_days = (last_close - first_pending) / DAY_MS
-    trades_per_year: float | None = None
-    if n >= 10 and span_days >= 14:
-        tpy = n / span_days * 365
-        if tpy <= 365:
-            trades_per_year = tpy
+    std, sharpe = _spread(pnls, avg)
+    trades_per_year = _trades_per_year(valid)
     annual_sharpe = sharpe * math.sqrt(trades_per_year) if sharpe is not None and trades_per_year else None
-
-    # equity curve, chronological (stable sort by close time)
-    chrono = sorted(valid, key=lambda t: t.close_timestamp)
-    equity, peak, max_dd, blown = 1.0, 1.0, 0.0, False
-    for t in chrono:
-        if t.fall_pnl < 0:
-            trough = equity * (1 + t.fall_pnl / 100)
-            if trough <= 0:
-                blown, max_dd = True, 100.0
-                break
-            dd = (peak - trough) / peak * 100
-            if dd > max_dd:
-                max_dd = dd
-        equity *= 1 + t.pnl / 100
-        if equity <= 0:
-            blown, max_dd = True, 100.0
-            break
-        if equity > peak:
-            peak = equity
-        else:
-            dd = (peak - equity) / peak * 100
-            if dd > max_dd:
-                max_dd = dd
+    chrono = sorted(valid, key=lambda t: t.close_timestamp)  # stable: ties keep emission order
+    equity, max_dd, blown = _equity_curve(chrono)
     eyr: float | None = None
     if trades_per_year is not None and not blown:
         x = (equity ** (trades_per_year / n) - 1) * 100
         eyr = None if abs(x) > 100 else x
     avg_win = _mean(wins)
     avg_loss = _mean(losses)
-    certainty = None
-    expectancy = None
-    sortino = None
+    certainty = expectancy = sortino = None
     if n >= 10:
         if avg_win is not None and avg_loss is not None and avg_loss < -1e-9:
             certainty = avg_win / abs(avg_loss)
         expectancy = (win / n) * (avg_win or 0.0) + (loss / n) * (avg_loss or 0.0)
-        if loss:
-            acc = 0.0
-            for p in pnls:
-                if p < 0:
-                    acc += p * p
-            dd_dev = math.sqrt(acc / n)
-            if dd_dev > 1e-9:
-                sortino = avg / dd_dev
-    calmar = _clamp(eyr / max_dd, 1000) if eyr is not None and max_dd > 0 else None
-    recovery = _clamp((equity - 1) * 100 / max_dd, 1000) if n >= 10 and not blown and max_dd > 0 else None
-    srt = sorted(pnls)
-    median = srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2
+        sortino = _sortino(pnls, avg) if loss else None
+    win_streaks, loss_streaks = _streaks(chrono)
+    out.update(
+        winCount=win,
+        lossCount=loss,
+        winRate=win / (win + loss) * 100 if win + loss else 0.0,
+        avgPnl=avg,
+        totalPnl=total,
+        stdDev=std,
+        sharpeRatio=sharpe,
+        annualizedSharpeRatio=annual_sharpe,
+        certaintyRatio=certainty,
+        expectedYearlyReturns=eyr,
+        avgPeakPnl=_mean([t.peak_pnl for t in newest]),
+        avgFallPnl=_mean([t.fall_pnl for t in newest]),
+        sortinoRatio=sortino,
+        calmarRatio=_clamp(eyr / max_dd, 1000) if eyr is not None and max_dd > 0 else None,
+        recoveryFactor=(
+            _clamp((equity - 1) * 100 / max_dd, 1000) if n >= 10 and not blown and max_dd > 0 else None
+        ),
+        expectancy=expectancy,
+        avgDuration=_mean([_minutes(t) for t in newest]),
+        medianPnl=_median(pnls),
+        avgConsecutiveWinPnl=_mean(win_streaks),
+        avgConsecutiveLossPnl=_mean(loss_streaks),
+        avgWinDuration=_mean([_minutes(t) for t in newest if t.pnl > 0]),
+        avgLossDuration=_mean([_minutes(t) for t in newest if t.pnl < 0]),
+        maxDrawdown=max_dd,
+    )
+    if n >= 10:
+        out.update(price_profile(chrono))
+    return {k: (_safe(v) if isinstance(v, float) else v) for k, v in out.items()}
 
-    def minutes(t: Trade) -> float:
-        return (t.close_timestamp - t.pending_at) / 60_000
 
+def _minutes(t: Trade) -> float:
+    return (t.close_timestamp - t.pending_at) / 60_000
+
+
+def _median(values: Sequence[float]) -> float:
+    srt = sorted(values)
+    n = len(srt)
+    return srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2
+
+
+def _spread(pnls: Sequence[float], avg: float) -> tuple[float | None, float | None]:
+    """Sample standard deviation and Sharpe ratio (10 trades at least; Sharpe needs std > 1e-9)."""
+    n = len(pnls)
+    if n < 10:
+        return None, None
+    acc = 0.0
+    for p in pnls:
+        acc += (p - avg) ** 2
+    std = math.sqrt(acc / (n - 1))
+    return std, (avg / std if std > 1e-9 else None)
+
+
+def _sortino(pnls: Sequence[float], avg: float) -> float | None:
+    """Mean over the downside deviation (losses only, divided by all trades)."""
+    acc = 0.0
+    for p in pnls:
+        if p < 0:
+            acc += p * p
+    dd_dev = math.sqrt(acc / len(pnls))
+    return avg / dd_dev if dd_dev > 1e-9 else None
+
+
+def _trades_per_year(valid: Sequence[Trade]) -> float | None:
+    """Trades a year over the span traded: 10 trades and 14 days at least, at most one a day."""
+    n = len(valid)
+    span_days = (max(t.close_timestamp for t in valid) - min(t.pending_at for t in valid)) / DAY_MS
+    if n < 10 or span_days < 14:
+        return None
+    tpy = n / span_days * 365
+    return tpy if tpy <= 365 else None
+
+
+def _equity_curve(chrono: Sequence[Trade]) -> tuple[float, float, bool]:
+    """Compounded equity, the largest drawdown from a peak (%), and whether equity reached zero.
+
+    A trade's worst moment (``fall_pnl``) counts as a trough before its close is applied.
+    """
+    equity, peak, max_dd = 1.0, 1.0, 0.0
+    for t in chrono:
+        if t.fall_pnl < 0:
+            trough = equity * (1 + t.fall_pnl / 100)
+            if trough <= 0:
+                return equity, 100.0, True
+            max_dd = max(max_dd, (peak - trough) / peak * 100)
+        equity *= 1 + t.pnl / 100
+        if equity <= 0:
+            return equity, 100.0, True
+        if equity > peak:
+            peak = equity
+        else:
+            max_dd = max(max_dd, (peak - equity) / peak * 100)
+    return equity, max_dd, False
+
+
+def _streaks(chrono: Sequence[Trade]) -> tuple[list[float], list[float]]:
+    """Summed PnL of each run of consecutive wins and of losses; a flat trade ends a run."""
     win_streaks: list[float] = []
     loss_streaks: list[float] = []
     cur_kind, cur_sum = 0, 0.0
-    for t in sorted(valid, key=lambda t: t.close_timestamp):
+    for t in chrono:
         kind = 1 if t.pnl > 0 else (-1 if t.pnl < 0 else 0)
         if kind != cur_kind and cur_kind:
             (win_streaks if cur_kind > 0 else loss_streaks).append(cur_sum)
@@ -192,35 +202,7 @@ def compute_stats(trades_in_order: Sequence[Trade]) -> dict[str, Any]:
             cur_sum = 0.0
     if cur_kind:
         (win_streaks if cur_kind > 0 else loss_streaks).append(cur_sum)
-
-    out.update(
-        winCount=win,
-        lossCount=loss,
-        winRate=win_rate,
-        avgPnl=avg,
-        totalPnl=total,
-        stdDev=std,
-        sharpeRatio=sharpe,
-        annualizedSharpeRatio=annual_sharpe,
-        certaintyRatio=certainty,
-        expectedYearlyReturns=eyr,
-        avgPeakPnl=_mean([t.peak_pnl for t in newest]),
-        avgFallPnl=_mean([t.fall_pnl for t in newest]),
-        sortinoRatio=sortino,
-        calmarRatio=calmar,
-        recoveryFactor=recovery,
-        expectancy=expectancy,
-        avgDuration=_mean([minutes(t) for t in newest]),
-        medianPnl=median,
-        avgConsecutiveWinPnl=_mean(win_streaks),
-        avgConsecutiveLossPnl=_mean(loss_streaks),
-        avgWinDuration=_mean([minutes(t) for t in newest if t.pnl > 0]),
-        avgLossDuration=_mean([minutes(t) for t in newest if t.pnl < 0]),
-        maxDrawdown=max_dd,
-    )
-    if n >= 10:
-        out.update(price_profile(chrono))
-    return {k: (_safe(v) if isinstance(v, float) else v) for k, v in out.items()}
+    return win_streaks, loss_streaks
 
 
 def price_profile(chrono: Sequence[Trade]) -> dict[str, Any]:

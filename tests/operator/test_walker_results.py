@@ -27,7 +27,7 @@ def task_pod(
                 "strategy": "s",
                 "metric": "sharpeRatio",
                 "metricValue": value,
-                "stats": {"totalTrades": 4, "winRate": 0.5, "sharpeRatio": value, "maxDrawdown": 2.0},
+                "stats": {"totalSignals": 4, "winRate": 0.5, "sharpeRatio": value, "maxDrawdown": 2.0},
             }
         )
     terminated = {"exitCode": 0 if phase == "Succeeded" else 1, "message": message}
