@@ -1,19 +1,7 @@
 #!/bin/sh
-# Copy the repository's CRDs (crds/*.yaml at the repository root) into this chart's crds/ directory,
-# removing chart copies whose source was deleted. Run from anywhere:
-#   charts/backtest-kit-operator/sync-crds.sh
-# tests/chart checks that both directories hold byte-identical files.
+# Regenerate the chart's CRD copies (byte-identical to the repository's crds/*.yaml) and every other
+# generated contract file. This is `python -m backtest_kit_operator.generate` run from the repository
+# root; pass --check to only verify. PYTHON picks the interpreter (default: python3).
 set -eu
-chart_dir=$(cd "$(dirname "$0")" && pwd)
-src_dir=$(cd "$chart_dir/../../crds" && pwd)
-dst_dir="$chart_dir/crds"
-mkdir -p "$dst_dir"
-for f in "$dst_dir"/*.yaml; do
-  [ -e "$f" ] || continue
-  [ -e "$src_dir/$(basename "$f")" ] || rm -f "$f"
-done
-for f in "$src_dir"/*.yaml; do
-  [ -e "$f" ] || continue
-  cp "$f" "$dst_dir/"
-done
-echo "synced $(ls "$dst_dir" | wc -l) CRD file(s) into $dst_dir"
+cd "$(dirname "$0")/../.."
+exec "${PYTHON:-python3}" -m backtest_kit_operator.generate "$@"

@@ -48,7 +48,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "serviceAccount": {"annotations": {"owner": "quant"}, "additionalNamespaces": ["sandbox"]},
         },
         "serviceAccount": {"annotations": {"owner": "platform"}},
-        "rbac": {"podLogs": False},
         "extraArgs": ["--poll-interval=2"],
         "extraEnv": [{"name": "BACKTEST_KIT_OPERATOR_HTTP_TIMEOUT", "value": "2"}],
         "logLevel": "debug",

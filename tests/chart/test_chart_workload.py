@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import pytest
+import yaml
+
+from backtest_kit_operator import rbac
 
 from .chart_support import (
     NAMESPACE,
@@ -242,38 +246,20 @@ def _grants(objs: tuple[dict[str, Any], ...], kind: str) -> dict[tuple[str, str]
     return grants
 
 
-OBJECT_VERBS = {"get", "list", "watch", "patch", "update"}
-SUBRESOURCE_VERBS = {"get", "patch", "update"}
-WORKLOAD_VERBS = {"create", "get", "list", "watch", "delete", "patch"}
-READ_VERBS = {"get", "list", "watch"}
-EVENT_VERBS = {"create", "patch"}
+# The operator's rules (backtest_kit_operator.rbac, checked against its calls in tests/operator).
+NAMESPACED_RULES = rbac.policy_rules(rbac.NAMESPACED_RULES)
+PEERING_RULES = rbac.policy_rules(rbac.PEERING_RULES)
+CLUSTER_PEERING_RULES = rbac.policy_rules(rbac.CLUSTER_PEERING_RULES)
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 
+
+def _rule_grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    return _grants(({"kind": "ClusterRole", "rules": rules},), "ClusterRole")
+
+
 # The most the operator may ever be granted; anything else is a least-privilege violation.
-ALLOWED: dict[tuple[str, str], set[str]] = {
-    ("backtestkit.dev", "livetraders"): OBJECT_VERBS,
-    ("backtestkit.dev", "walkers"): OBJECT_VERBS,
-    ("backtestkit.dev", "livetraders/status"): SUBRESOURCE_VERBS,
-    ("backtestkit.dev", "walkers/status"): SUBRESOURCE_VERBS,
-    ("backtestkit.dev", "livetraders/finalizers"): SUBRESOURCE_VERBS,
-    ("backtestkit.dev", "walkers/finalizers"): SUBRESOURCE_VERBS,
-    ("", "pods"): WORKLOAD_VERBS,
-    ("", "persistentvolumeclaims"): WORKLOAD_VERBS,
-    ("", "configmaps"): WORKLOAD_VERBS,
-    ("batch", "jobs"): WORKLOAD_VERBS,
-    ("", "pods/log"): {"get"},
-    ("", "events"): EVENT_VERBS,
-    ("events.k8s.io", "events"): EVENT_VERBS,
-    ("apiextensions.k8s.io", "customresourcedefinitions"): READ_VERBS,
-    ("", "namespaces"): READ_VERBS,
-    ("kopf.dev", "kopfpeerings"): PEERING_VERBS,
-    ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
-}
-NAMESPACED_NEEDS = {
-    key: verbs for key, verbs in ALLOWED.items() if key[0] not in {"apiextensions.k8s.io", "kopf.dev"}
-}
-NAMESPACED_NEEDS.pop(("", "namespaces"))
-NAMESPACED_NEEDS.pop(("", "pods/log"))
+ALLOWED = _rule_grants([*NAMESPACED_RULES, *PEERING_RULES, *CLUSTER_PEERING_RULES])
+NAMESPACED_NEEDS = _rule_grants(NAMESPACED_RULES)
 
 
 class TestRbac:
@@ -298,13 +284,26 @@ class TestRbac:
                     )
 
     def test_the_all_namespaces_scope_grants_what_the_operator_needs_cluster_wide(self) -> None:
-        grants = _grants(scenario_objects("defaults"), "ClusterRole")
-        for key, verbs in NAMESPACED_NEEDS.items():
-            assert grants.get(key, set()) >= verbs, key
-        assert grants[("apiextensions.k8s.io", "customresourcedefinitions")] == READ_VERBS
-        assert grants[("", "namespaces")] == READ_VERBS
-        assert grants[("", "pods/log")] == {"get"}
+        (role,) = of_kind(scenario_objects("defaults"), "ClusterRole")
+        assert role["metadata"]["name"] == FULLNAME
+        assert role["rules"] == NAMESPACED_RULES
         assert not of_kind(scenario_objects("defaults"), "Role")
+
+    def test_the_rendered_rules_are_exactly_the_operators_rules_in_every_scope(self) -> None:
+        (cluster_peering,) = of_kind(scenario_objects("cluster-peering"), "ClusterRole")
+        assert cluster_peering["rules"] == NAMESPACED_RULES + CLUSTER_PEERING_RULES
+        for scenario in ("all-features", "own-namespace"):
+            roles = of_kind(scenario_objects(scenario), "Role")
+            assert roles and all(r["rules"] == NAMESPACED_RULES + PEERING_RULES for r in roles), scenario
+        roles = of_kind(objects({"watch": {"namespaces": ["a"]}}), "Role")
+        assert [r["rules"] for r in roles] == [NAMESPACED_RULES]
+
+    def test_the_chart_and_the_operators_plain_manifest_grant_the_same_rules(self) -> None:
+        text = resources.files("backtest_kit_operator").joinpath("rbac.yaml").read_text()
+        operator_role, peering_role = [doc for doc in yaml.safe_load_all(text) if doc]
+        (chart_role,) = of_kind(scenario_objects("defaults"), "ClusterRole")
+        assert chart_role["rules"] == operator_role["rules"]
+        assert peering_role["rules"] == PEERING_RULES + CLUSTER_PEERING_RULES
 
     def test_a_namespace_list_scope_grants_namespaced_rights_only_through_roles_in_those_namespaces(
         self,
@@ -316,8 +315,8 @@ class TestRbac:
             grants = _grants((role,), "Role")
             for key, verbs in NAMESPACED_NEEDS.items():
                 assert grants.get(key, set()) >= verbs, (role["metadata"]["namespace"], key)
-        cluster = _grants(objs, "ClusterRole")
-        assert set(cluster) == {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+        assert not of_kind(objs, "ClusterRole")
+        assert not of_kind(objs, "ClusterRoleBinding")
 
     def test_each_role_is_bound_to_the_operator_service_account_in_its_own_namespace(self) -> None:
         objs = scenario_objects("all-features")
@@ -337,9 +336,12 @@ class TestRbac:
         roles = of_kind(scenario_objects("own-namespace"), "Role")
         assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE]
 
-    def test_pod_logs_can_be_left_out(self) -> None:
-        for where, rule in _rules(scenario_objects("all-features")):
-            assert "pods/log" not in rule["resources"], where
+    @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+    def test_no_scope_grants_pod_logs_crds_or_namespaces_because_the_operator_never_reads_them(
+        self, scenario: str
+    ) -> None:
+        for where, rule in _rules(scenario_objects(scenario)):
+            assert not {"pods/log", "customresourcedefinitions", "namespaces"} & set(rule["resources"]), where
 
     def test_kopf_peering_rights_exist_only_when_peering_is_enabled(self) -> None:
         off = _grants(scenario_objects("defaults"), "ClusterRole")
