@@ -25,8 +25,11 @@ from .backtest import BacktestMode
 from .config import EngineConfig
 from .errors import ConfigurationError
 from .events import EventBus
-from .metrics import HIGHER_IS_BETTER, better, metric_value, rank_order
-from .metrics import best_index as best_index  # re-exported: the ranking rule's old home
+from .metrics import HIGHER_IS_BETTER
+from .metrics import best_index as best_index  # the ranking rule, re-exported from its old home
+from .metrics import better as better
+from .metrics import metric_value as metric_value
+from .metrics import rank_order as rank_order
 from .metrics import usable as usable
 from .registry import FrameSchema, Registry, WalkerSchema
 
