@@ -17,12 +17,13 @@ CHILD = r"""
 import asyncio, json, resource, sys, time
 t0 = time.perf_counter()
 import backtest_kit as bk
-from backtest_kit.cli import resolve_frame
-strategy, frame = sys.argv[1], sys.argv[2]
+from backtest_kit_runner.options import BacktestOptions
+strategy, frame = sys.argv[1], sys.argv[2]  # frame: START..END, read as the CLI reads it
 async def main():
     n = 0
-    frame_schema = resolve_frame(frame)
-    async for r in bk.Backtest.run("SYNUSDT", strategy=strategy, exchange="synthetic", frame=frame_schema):
+    span = BacktestOptions(symbol="SYNUSDT", strategy=strategy, frame=frame).frame
+    bk.add_frame("bench", start=span.start, end=span.end, replace=True)
+    async for r in bk.Backtest.run("SYNUSDT", strategy=strategy, exchange="synthetic", frame="bench"):
         n += 1
     stats = await bk.Backtest.get_data("SYNUSDT", strategy)
     return n, stats["totalSignals"]

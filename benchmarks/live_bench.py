@@ -18,7 +18,7 @@ from pathlib import Path
 
 import backtest_kit as bk
 from backtest_kit.candles import MINUTE_MS, to_ms
-from backtest_kit.cli import parse_time
+from backtest_kit_runner.options import parse_time
 
 
 async def tick_overhead(state: Path, days: int = 7) -> list[float]:
@@ -63,8 +63,12 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "backtest_kit.cli",
+                "backtest_kit_runner",
                 "live",
+                "--http-port",
+                "0",
+                "--http-host",
+                "127.0.0.1",
                 "--symbol",
                 "SYNUSDT",
                 "--strategy",
@@ -97,7 +101,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "backtest_kit.cli",
+                    "backtest_kit_runner",
                     "walker",
                     "--symbol",
                     "SYNUSDT",

@@ -1,5 +1,5 @@
-"""``python -m backtest_kit_runner``: the runner image's entry point (see :mod:`.process`)."""
+"""``python -m backtest_kit_runner``: the runner image's entry point, the ``backtest-kit`` command."""
 
-from .process import main
+from .cli import main
 
 raise SystemExit(main())

@@ -1,10 +1,12 @@
-"""Batch modes: one backtest, or one task of a Walker run as an indexed Kubernetes Job.
+"""Batch commands: one backtest, a Walker comparison, or one task of a Walker run as an indexed Job.
 
-A Walker compares strategies over the same frame; the operator runs each strategy as one
-completion of an indexed Job, so each pod backtests exactly one ``{label, strategy, params}`` and
-reports its statistics through the pod's termination message, which the operator reads back
+A person runs ``backtest`` and ``walker`` at a shell and wants the report on stdout and files on
+request (JSON, markdown, chart). The operator runs each strategy of a Walker as one completion of
+an indexed Job (``walker-task``), so each pod backtests exactly one ``{label, strategy, params}``
+and reports its statistics through the pod's termination message, which the operator reads back
 without any storage or network between them. That message is capped by Kubernetes at 4096 bytes,
-so the result is written as compact JSON and trimmed to the comparison metrics if it would not fit.
+so the result is written as compact JSON and trimmed to the comparison metrics if it would not fit;
+``backtest --output`` writes the same compact form.
 """
 
 from __future__ import annotations
@@ -12,19 +14,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import backtest_kit
 from backtest_kit.candles import to_ms
+from backtest_kit.charts import equity_curve, write_chart
 from backtest_kit.errors import ConfigurationError
 from backtest_kit.eventlog import EventLog
-from backtest_kit.walker import metric_value
+from backtest_kit.metrics import metric_value
+from backtest_kit.reports import trade_of
 
-from .exchange_setup import prepare_exchange
+from .exchange_setup import PreparedExchange, prepare_exchange
 from .loading import load_modules, resolve_strategy
-from .options import WALKER_METRICS, BacktestOptions, Frame, WalkerTaskOptions
+from .options import (
+    WALKER_METRICS,
+    BacktestOptions,
+    Frame,
+    WalkerOptions,
+    WalkerTaskOptions,
+)
 
 log = logging.getLogger("backtest_kit_runner.batch")
 
@@ -32,6 +45,8 @@ log = logging.getLogger("backtest_kit_runner.batch")
 TERMINATION_MESSAGE_LIMIT = 4096
 #: Statistics kept when the full set would not fit.
 ESSENTIAL_STATS = ("totalSignals", "winCount", "lossCount", *WALKER_METRICS)
+#: The name an inline walker (``walker --strategies``) is registered under.
+INLINE_WALKER = "inline"
 
 
 def result_message(payload: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
@@ -47,16 +62,25 @@ def result_message(payload: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIM
     return text
 
 
-def check_output(path: Path) -> None:
-    """Refuse, before any work, an output the result could not be written to."""
+def check_output(path: Path | None, flag: str = "--output", *, make_parents: bool = False) -> None:
+    """Refuse, before any work, a file the result could not be written to.
+
+    ``--output`` goes where a pod mounts it, so its directory must exist; the files a person asks
+    for (``--json``, ``--report``, ``--chart``) get their missing directories created.
+    """
+    if path is None:
+        return
     target = path if path.exists() else path.parent
+    while make_parents and not target.exists() and target != target.parent:
+        target = target.parent
     if not target.exists() or not os.access(target, os.W_OK):
-        raise ConfigurationError(f"--output {path}: cannot write there ({target} is missing or read-only)")
+        raise ConfigurationError(f"{flag} {path}: cannot write there ({target} is missing or read-only)")
 
 
-def write_result(path: Path, text: str) -> None:
-    """Write the result where the operator collects it, and to stdout for people and logs."""
-    print(text, flush=True)
+def write_result(path: Path, text: str, *, echo: bool = True) -> None:
+    """Write the result where the operator collects it (and to stdout for people and logs)."""
+    if echo:
+        print(text, flush=True)
     try:
         with path.open("w", encoding="utf-8") as fh:
             fh.write(text)
@@ -64,73 +88,133 @@ def write_result(path: Path, text: str) -> None:
         raise OSError(f"cannot write the result to {path}: {exc.strerror or exc}") from exc
 
 
-def _frame_name(symbol: str, strategy: str) -> str:
-    return f"runner-{symbol}-{strategy}"
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
-async def backtest_once(
-    *,
-    symbol: str,
-    strategy: str,
-    params: Mapping[str, Any],
-    exchange: str,
-    exchange_options: Mapping[str, object],
-    load: tuple[str, ...],
-    frame: Frame,
-    frame_interval: str,
-    metric: str,
-    events: Path | None,
-) -> dict[str, Any]:
-    """Load, validate, run the backtest and return ``{strategy, metric, metricValue, stats, ...}``."""
-    modules = load_modules(load)
-    chosen = resolve_strategy(strategy, params, modules, registered=backtest_kit.list_strategies)
-    prepared = prepare_exchange(
-        exchange,
+def register_frame(name: str, frame: Frame | str, interval: str) -> str:
+    """The engine's name of ``frame``: an inline range is registered under ``name``."""
+    if isinstance(frame, str):
+        return frame
+    backtest_kit.add_frame(name, start=frame.start, end=frame.end, interval=interval, replace=True)
+    return name
+
+
+def frame_json(frame: Frame | str, interval: str) -> dict[str, Any]:
+    if isinstance(frame, str):
+        return {"name": frame}
+    return {"start": to_ms(frame.start), "end": to_ms(frame.end), "interval": interval}
+
+
+@dataclass(frozen=True)
+class BacktestJob:
+    """One strategy over one frame, as every batch command describes it."""
+
+    symbol: str
+    strategy: str
+    params: Mapping[str, Any]
+    exchange: str
+    exchange_options: Mapping[str, object]
+    load: tuple[str, ...]
+    frame: Frame | str
+    frame_interval: str
+    metric: str
+    events: Path | None = None
+    #: Called with every yielded result (the chart collects the closed ones).
+    on_result: Callable[[Any], None] | None = field(default=None, compare=False)
+
+
+def _prepare(name: str, settings: Mapping[str, object]) -> PreparedExchange:
+    return prepare_exchange(
+        name,
         on_request=None,
         register=backtest_kit.add_exchange,
         registered=backtest_kit.list_exchanges,
-        settings=exchange_options,
+        settings=settings,
     )
-    frame_name = _frame_name(symbol, chosen.name)
-    backtest_kit.add_frame(
-        frame_name, start=frame.start, end=frame.end, interval=frame_interval, replace=True
-    )
-    log.info(
-        "backtest %s %s on %s from %s to %s (%s)",
-        symbol,
-        chosen.name,
-        prepared.name,
-        frame.start.isoformat(),
-        frame.end.isoformat(),
-        frame_interval,
-    )
-    event_log = EventLog(events) if events is not None else None
+
+
+def _describe(frame: Frame | str, interval: str) -> str:
+    if isinstance(frame, str):
+        return f"frame {frame}"
+    return f"from {frame.start.isoformat()} to {frame.end.isoformat()} ({interval})"
+
+
+async def backtest_once(job: BacktestJob) -> dict[str, Any]:
+    """Load, validate, run the backtest and return ``{strategy, metric, metricValue, stats, ...}``."""
+    modules = load_modules(job.load)
+    chosen = resolve_strategy(job.strategy, job.params, modules, registered=backtest_kit.list_strategies)
+    prepared = _prepare(job.exchange, job.exchange_options)
+    frame_name = register_frame(f"runner-{job.symbol}-{chosen.name}", job.frame, job.frame_interval)
+    describe = _describe(job.frame, job.frame_interval)
+    log.info("backtest %s %s on %s %s", job.symbol, chosen.name, prepared.name, describe)
+    event_log = EventLog(job.events) if job.events is not None else None
     try:
         async for result in backtest_kit.Backtest.run(
-            symbol, strategy=chosen.name, exchange=prepared.name, frame=frame_name
+            job.symbol, strategy=chosen.name, exchange=prepared.name, frame=frame_name
         ):
             if event_log is not None:
-                event_log.append(result.flat())  # type: ignore[union-attr]
+                event_log.append(result.flat())
+            if job.on_result is not None:
+                job.on_result(result)
     finally:
         if event_log is not None:
             event_log.close()
         await prepared.aclose()
-    stats = await backtest_kit.Backtest.get_data(symbol, chosen.name)
+    stats = await backtest_kit.Backtest.get_data(job.symbol, chosen.name)
     return {
         "strategy": chosen.name,
-        "symbol": symbol,
+        "symbol": job.symbol,
         "exchange": prepared.name,
-        "frame": {"start": to_ms(frame.start), "end": to_ms(frame.end), "interval": frame_interval},
+        "frame": frame_json(job.frame, job.frame_interval),
         "params": dict(chosen.params),
-        "metric": metric,
-        "metricValue": metric_value(stats, metric),
+        "metric": job.metric,
+        "metricValue": metric_value(stats, job.metric),
         "stats": stats,
     }
 
 
-async def run_backtest(options: BacktestOptions) -> int:
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise (logs and pipes stay clean)."""
+
+    WIDTH = 30
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        done = int(event.progress * self.WIDTH)
+        sys.stderr.write(
+            f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {event.progress * 100:5.1f}% "
+            f"{event.processed_frames}/{event.total_frames} ticks"
+        )
+        if event.processed_frames >= event.total_frames:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _errors_to_stderr(exc: BaseException) -> None:
+    sys.stderr.write(f"error: {exc}\n")
+
+
+def _check_outputs(options: BacktestOptions) -> None:
     check_output(options.output)
-    result = await backtest_once(
+    for flag, path in (
+        ("--json", options.json_file),
+        ("--report", options.report),
+        ("--chart", options.chart),
+    ):
+        check_output(path, flag, make_parents=True)
+
+
+async def run_backtest(options: BacktestOptions) -> int:
+    """``backtest``: the report on stdout (unless --quiet); JSON, report, chart, result on request."""
+    _check_outputs(options)
+    closed: list[Any] = []
+    job = BacktestJob(
         symbol=options.symbol,
         strategy=options.strategy,
         params=options.params,
@@ -141,27 +225,57 @@ async def run_backtest(options: BacktestOptions) -> int:
         frame_interval=options.frame_interval,
         metric=options.metric,
         events=options.events,
+        on_result=lambda r: closed.append(r) if getattr(r, "action", None) == "closed" else None,
     )
-    payload = {"label": options.strategy, **result}
-    write_result(options.output, result_message(payload))
+    unsubscribe = [
+        backtest_kit.listen_error(_errors_to_stderr),
+        backtest_kit.listen_progress_backtest(Progress(sys.stderr.isatty() and not options.quiet)),
+    ]
+    try:
+        result = await backtest_once(job)
+    finally:
+        for off in unsubscribe:
+            off()
+    await _write_backtest_files(options, result, closed)
     return 0
 
 
+async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any], closed: list[Any]) -> None:
+    symbol, strategy = options.symbol, str(result["strategy"])
+    if options.output is not None:
+        write_result(options.output, result_message({"label": strategy, **result}), echo=False)
+    if options.json_file is not None:
+        payload = {"signals": backtest_kit.Backtest.get_signals(symbol, strategy), "stats": result["stats"]}
+        write_text(options.json_file, json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    report = await backtest_kit.Backtest.get_report(symbol, strategy)
+    if options.report is not None:
+        write_text(options.report, report)
+    if options.chart is not None:
+        options.chart.parent.mkdir(parents=True, exist_ok=True)
+        trades = [trade_of(r) for r in closed]
+        write_chart(options.chart, equity_curve(trades), f"{strategy} on {symbol}")
+    if not options.quiet:
+        sys.stdout.write(report)
+        sys.stdout.flush()
+
+
 async def run_walker_task(options: WalkerTaskOptions) -> int:
+    """``walker-task``: the indexed task's backtest, its compact result to ``--output``."""
     task = options.task
     check_output(options.output)
     log.info("walker task %d of %d: %s", options.job_completion_index, len(options.tasks), task.label)
     result = await backtest_once(
-        symbol=options.symbol,
-        strategy=task.strategy,
-        params=task.params,
-        exchange=options.exchange,
-        exchange_options=options.exchange_options,
-        load=options.load,
-        frame=options.frame,
-        frame_interval=options.frame_interval,
-        metric=options.metric,
-        events=None,
+        BacktestJob(
+            symbol=options.symbol,
+            strategy=task.strategy,
+            params=task.params,
+            exchange=options.exchange,
+            exchange_options=options.exchange_options,
+            load=options.load,
+            frame=options.frame,
+            frame_interval=options.frame_interval,
+            metric=options.metric,
+        )
     )
     payload = {
         "label": task.label,
@@ -171,4 +285,56 @@ async def run_walker_task(options: WalkerTaskOptions) -> int:
         "stats": result["stats"],
     }
     write_result(options.output, result_message(payload))
+    return 0
+
+
+def _inline_walker(options: WalkerOptions, modules: list[ModuleType], exchange: str) -> str:
+    """Register the walker ``--strategies/--frame/--metric`` describe; returns its name.
+
+    Each strategy is resolved as ``backtest`` resolves one, so the shipped parametrised examples
+    take part with their default parameters.
+    """
+    names = [
+        resolve_strategy(s, {}, modules, registered=backtest_kit.list_strategies).name
+        for s in options.strategies
+    ]
+    assert options.frame is not None, "the options model requires a frame for an inline walker"
+    frame = register_frame(f"walker-{options.symbol}", options.frame, options.frame_interval)
+    backtest_kit.add_walker(
+        INLINE_WALKER, strategies=names, exchange=exchange, frame=frame, metric=options.metric, replace=True
+    )
+    return INLINE_WALKER
+
+
+def _progress_line(progress: Mapping[str, Any]) -> str:
+    value = progress["metricValue"]
+    shown = "N/A" if value is None else format(value, ".6g")
+    return (
+        f"[{progress['strategiesTested']}/{progress['totalStrategies']}] {progress['strategyName']}: "
+        f"{progress['metric']}={shown} (best {progress['bestStrategy']})\n"
+    )
+
+
+async def run_walker(options: WalkerOptions) -> int:
+    """``walker``: a registered or inline comparison; the report on stdout, JSON on request."""
+    check_output(options.json_file, "--json", make_parents=True)
+    modules = load_modules(options.load)
+    prepared = _prepare(options.exchange, options.exchange_options)
+    unsubscribe = backtest_kit.listen_error(_errors_to_stderr)
+    try:
+        name = options.walker or _inline_walker(options, modules, prepared.name)
+        if name not in backtest_kit.list_walkers():
+            known = ", ".join(sorted(backtest_kit.list_walkers())) or "(none)"
+            raise ConfigurationError(f"unknown walker {name!r}; registered: {known}")
+        async for progress in backtest_kit.Walker.run(options.symbol, walker=name, jobs=options.jobs):
+            if not options.quiet:
+                sys.stderr.write(_progress_line(progress))
+    finally:
+        unsubscribe()
+        await prepared.aclose()
+    data = await backtest_kit.Walker.get_data(options.symbol, name)
+    if options.json_file is not None:
+        write_text(options.json_file, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    if not options.quiet:
+        sys.stdout.write(await backtest_kit.Walker.get_report(options.symbol, name))
     return 0

@@ -2,7 +2,8 @@
 
 A LiveTrader says where candles come from in one string: ``synthetic`` (the engine's built-in
 market), ``binance`` or ``binance:<base URL>`` (e.g. the testnet), ``csv:<path>`` (a file or a
-directory of CSV/Parquet candles), or the name of an exchange a ``--load`` module registered. This
+directory of CSV/Parquet candles), ``ccxt:<exchange id>`` (any exchange ccxt reaches, when ccxt is
+installed), or the name of an exchange a ``--load`` module registered. This
 module builds the adapter for the kinds the runner knows, wires its request timings into the
 metrics, registers it under a stable name (the ``exchange`` metric label) and closes it at exit.
 """
@@ -19,7 +20,8 @@ from typing import Any
 from backtest_kit.candles import Candle
 from backtest_kit.errors import ConfigurationError
 
-from .exchanges import BinanceKlinesExchange, CandleFileExchange
+from .exchanges import BinanceKlinesExchange, CandleFileExchange, CcxtExchange
+from .options import EXCHANGE_KINDS
 
 log = logging.getLogger("backtest_kit_runner.exchange")
 
@@ -30,13 +32,14 @@ Register = Callable[..., object]
 
 BINANCE = "binance"
 CSV = "csv"
+CCXT = "ccxt"
 
 
 @dataclass(frozen=True)
 class ExchangeSpec:
     """The parsed ``--exchange`` value: what to build and the name it is registered under."""
 
-    kind: str  # "binance", "csv" or "registered"
+    kind: str  # "binance", "csv", "ccxt" or "registered"
     name: str
     argument: str | None = None
 
@@ -53,9 +56,13 @@ class ExchangeSpec:
                     f"--exchange {text!r}: give the candle file or directory, csv:<path>"
                 )
             return ExchangeSpec(CSV, CSV, arg)
+        if kind == CCXT:
+            if not arg.strip():
+                raise ConfigurationError(f"--exchange {text!r}: give ccxt's exchange id, ccxt:<id>")
+            return ExchangeSpec(CCXT, exchange_label(text), arg.strip())
         if sep:
             raise ConfigurationError(
-                f"--exchange {text!r}: unknown kind {kind!r}; use synthetic, binance[:URL], csv:<path> "
+                f"--exchange {text!r}: unknown kind {kind!r}; use {', '.join(EXCHANGE_KINDS)} "
                 "or the name of an exchange a --load module registers"
             )
         return ExchangeSpec("registered", text.strip())
@@ -63,7 +70,9 @@ class ExchangeSpec:
 
 def exchange_label(text: str) -> str:
     """The name ``text`` registers under (the ``exchange`` metric label), without validating it."""
-    kind = text.strip().partition(":")[0]
+    kind, _, arg = text.strip().partition(":")
+    if kind == CCXT:
+        return f"{CCXT}-{arg.strip()}"  # a file-name-safe label (state files carry it)
     return kind if kind in (BINANCE, CSV) else text.strip()
 
 
@@ -99,6 +108,7 @@ def timed(get_candles: GetCandles, on_request: OnRequest) -> GetCandles:
 SETTINGS: dict[str, frozenset[str]] = {
     BINANCE: frozenset({"baseUrl", "requestTimeout", "maxRetries"}),
     CSV: frozenset({"path"}),
+    CCXT: frozenset({"maxRetries"}),
     "registered": frozenset(),
 }
 
@@ -160,6 +170,12 @@ def prepare_exchange(
         binance = _binance(spec, settings, on_request)
         register(spec.name, get_candles=binance.get_candles, replace=True)
         return PreparedExchange(spec.name, binance.close)
+    if spec.kind == CCXT:
+        ccxt = CcxtExchange(
+            spec.argument or "", on_request=on_request, **_number(settings, "maxRetries", int)
+        )
+        register(spec.name, get_candles=ccxt.get_candles, replace=True)
+        return PreparedExchange(spec.name, ccxt.close)
     if spec.kind == CSV:
         files = CandleFileExchange(spec.argument or "")
         fetch: GetCandles = files.get_candles
@@ -169,6 +185,6 @@ def prepare_exchange(
     if spec.name not in known:
         raise ConfigurationError(
             f"unknown exchange {spec.name!r}; registered: {', '.join(known) or '(none)'}; "
-            "the runner also builds binance[:URL] and csv:<path>"
+            f"the runner also builds {', '.join(EXCHANGE_KINDS[1:])}"
         )
     return PreparedExchange(spec.name)

@@ -15,7 +15,10 @@ and the metrics, serves the HTTP API on the same event loop, and decides how the
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +47,12 @@ TICK_PERIOD_S = 60.0
 MIN_TICK_PERIOD_S = 0.001
 #: File names the runner keeps in the state directory, next to the engine's.
 TALLY_DIR = "runner"
+
+
+def _storage_failing(exc: PersistenceError) -> bool:
+    """A full or read-only file system: what the storage does now, not what the options say."""
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _iso_ms(ms: int) -> str:
@@ -85,6 +94,8 @@ class LiveTrader:
         try:
             self.persistence.init()  # the state directory must be writable before any tick
         except PersistenceError as exc:
+            if _storage_failing(exc):
+                raise  # the volume is fine as configured but full or read-only: the run fails (exit 1)
             raise ConfigurationError(f"{exc}; mount a volume there or pass --state-dir") from exc
         self.tally = SignalTally(
             opts.state_dir / TALLY_DIR / f"{opts.symbol}_{opts.strategy}_{self.exchange_name}.json"
@@ -234,7 +245,10 @@ class LiveTrader:
                 on_restore=events.append if events is not None else None,
             ):
                 if events is not None:
-                    events.append(result.flat())  # type: ignore[union-attr]
+                    events.append(result.flat())
+                if not opts.quiet:
+                    sys.stdout.write(json.dumps(result.flat()) + "\n")
+                    sys.stdout.flush()
         finally:
             if events is not None:
                 events.close()

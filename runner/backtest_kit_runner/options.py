@@ -1,9 +1,12 @@
-"""Options of the runner process, from the command line and from ``BACKTEST_KIT_*`` variables.
+"""Every option of the ``backtest-kit`` command line, from flags and from ``BACKTEST_KIT_*`` variables.
 
 The operator configures a runner pod through environment variables while a person at a shell uses
-flags, so both are read into one frozen, validated model per subcommand (the command line wins).
-Everything wrong with them is reported here, as one readable message, before any engine code runs:
-the process then exits with code 2 and a trader never ticks on half-understood settings.
+flags, so both are read into one frozen, validated model per command (the command line wins).
+Each option is spelled once, in :data:`OPTIONS` (flag, variable, help, choices); its type and
+default are the model field of the same name, so help, parsing and validation cannot drift apart
+between commands. Everything wrong with the options is reported here, as one readable message
+naming the flag and the variable, before any engine code runs: the process then exits with code 2
+and a trader never ticks on half-understood settings.
 """
 
 from __future__ import annotations
@@ -13,48 +16,57 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticUndefined
+
+from backtest_kit.candles import FRAME_INTERVALS
+from backtest_kit.metrics import METRIC_NAMES, check_metric_name
 
 ENV_PREFIX = "BACKTEST_KIT_"
 DEFAULT_STATE_DIR = Path("/var/lib/backtest-kit")
+#: Where a pod's result goes (``walker-task``): the operator reads it as the termination message.
 DEFAULT_OUTPUT = Path("/dev/termination-log")
 DEFAULT_HTTP_PORT = 8080
 MAX_SPEED = 1_000_000.0
 
-#: Walker metrics (ENGINE.md section 8 and "deliberately differ" 5).
-WalkerMetric = Literal[
-    "sharpeRatio",
-    "annualizedSharpeRatio",
-    "winRate",
-    "totalPnl",
-    "certaintyRatio",
-    "avgPnl",
-    "expectedYearlyReturns",
-    "maxDrawdown",
-    "totalTrades",
-]
-WALKER_METRICS: tuple[str, ...] = get_args(WalkerMetric)
+#: Walker metrics: the engine's names (``backtest_kit.metrics``), checked before any run starts.
+WalkerMetric = Annotated[str, BeforeValidator(check_metric_name)]
+WALKER_METRICS: tuple[str, ...] = METRIC_NAMES
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+#: The kinds of ``--exchange`` the runner builds itself (see :mod:`.exchange_setup`).
+EXCHANGE_KINDS: tuple[str, ...] = ("synthetic", "csv:<path>", "binance[:URL]", "ccxt:<exchange id>")
+CHART_SUFFIXES: tuple[str, ...] = (".html", ".svg", ".png")
 
 
 class OptionsError(ValueError):
     """The options cannot be used; the message says which option and why."""
 
 
-def _utc_datetime(value: object) -> object:
-    """ISO text to an aware datetime; a value without an offset is taken as UTC."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an ISO-8601 time (e.g. 2024-01-01T00:00:00Z)") from None
-    if isinstance(value, datetime) and value.tzinfo is None:
+# -- value parsers (pydantic before-validators) -----------------------------------------------------
+
+
+def parse_time(text: str, *, end: bool = False) -> datetime:
+    """ISO-8601 (``Z`` allowed, no offset means UTC); a bare date is its first minute, or its last
+    (``23:59``) when ``end``, so ``2024-01-01..2024-01-30`` covers both days whole."""
+    raw = text.strip()
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an ISO-8601 time (e.g. 2024-01-01T00:00:00Z)") from None
+    if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    if end and len(raw) == len("2024-01-01"):
+        value += timedelta(days=1, minutes=-1)
     return value
+
+
+def _utc_datetime(value: object) -> object:
+    return parse_time(value) if isinstance(value, str) else value
 
 
 def _json_object(value: object) -> object:
@@ -111,35 +123,47 @@ def _comma_list(value: object) -> object:
     return value
 
 
+def _exchange(value: object) -> object:
+    """The ``--exchange`` syntax is checked now; whether a registered name exists, after ``--load``."""
+    if isinstance(value, str) and value.strip() != "csv":  # bare csv: the path is in --exchange-options
+        from backtest_kit.errors import ConfigurationError
+
+        from .exchange_setup import ExchangeSpec
+
+        try:
+            ExchangeSpec.parse(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
+    return value
+
+
+def _frame_interval(value: object) -> object:
+    if isinstance(value, str) and value.strip() not in FRAME_INTERVALS:
+        raise ValueError(f"unknown frame interval {value.strip()!r}; allowed: {', '.join(FRAME_INTERVALS)}")
+    return value
+
+
+def _chart(value: object) -> object:
+    if isinstance(value, str | Path) and Path(value).suffix.lower() not in (*CHART_SUFFIXES, ".htm"):
+        raise ValueError(f"{str(value)!r}: the chart is written as {', '.join(CHART_SUFFIXES)}")
+    return value
+
+
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc_datetime)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(_json_object)]
 ExchangeSettings = Annotated[dict[str, str | int | float], BeforeValidator(_json_object)]
-ModuleList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_comma_list)]
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """How one model field is spelled on the command line and in the environment."""
-
-    field: str
-    help: str
-    env: str | None = None
-    repeatable: bool = False
-    metavar: str | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-    @property
-    def env_name(self) -> str:
-        return self.env or ENV_PREFIX + self.field.upper()
+NameList = Annotated[tuple[Name, ...], BeforeValidator(_comma_list)]
+ModuleList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_comma_list)]
+Exchange = Annotated[Name, BeforeValidator(_exchange)]
+FrameInterval = Annotated[str, BeforeValidator(_frame_interval)]
+ChartFile = Annotated[Path, BeforeValidator(_chart)]
+ReplaySpeed = Annotated[float, BeforeValidator(_replay_speed)]
 
 
 class Frame(BaseModel):
-    """A backtest time range ``START..END`` (both ends inclusive) stepped by ``interval``."""
+    """A backtest time range ``START..END`` (both ends inclusive), stepped by ``--frame-interval``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -149,26 +173,140 @@ class Frame(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Frame:
         if self.end <= self.start:
-            raise ValueError(
-                f"frame end {self.end.isoformat()} is not after its start {self.start.isoformat()}"
-            )
+            raise ValueError(_frame_order_message(self.start, self.end))
         return self
 
-    @classmethod
-    def parse(cls, value: object) -> object:
-        if isinstance(value, str):
-            start, sep, end = value.partition("..")
-            if not sep or not start.strip() or not end.strip():
-                raise ValueError("must be START..END, e.g. 2024-01-01T00:00:00Z..2024-01-31T00:00:00Z")
-            return {"start": start.strip(), "end": end.strip()}
+
+def _frame_order_message(start: datetime, end: datetime) -> str:
+    message = f"frame end {end.isoformat()} is not after its start {start.isoformat()}"
+    return message + " (end is before start)" if end < start else message
+
+
+def _frame(value: object) -> object:
+    """``START..END`` becomes a :class:`Frame`; a bare word is a frame a ``--load`` module registers."""
+    if not isinstance(value, str):
         return value
+    text = value.strip()
+    start_s, sep, end_s = text.partition("..")
+    if sep:
+        if not start_s.strip() or not end_s.strip():
+            raise ValueError("must be START..END, e.g. 2024-01-01T00:00:00Z..2024-01-31T00:00:00Z")
+        start, end = parse_time(start_s), parse_time(end_s, end=True)
+        if end <= start:
+            raise ValueError(_frame_order_message(start, end))
+        return Frame(start=start, end=end)
+    if not text or text[0].isdigit() or any(c.isspace() for c in text):
+        raise ValueError(
+            f"{text!r}: must be START..END (e.g. 2024-01-01..2024-01-31) or the name of a registered frame"
+        )
+    return text
 
 
-FrameRange = Annotated[Frame, BeforeValidator(Frame.parse)]
+FrameRef = Annotated[Frame | str, BeforeValidator(_frame)]
+
+
+# -- the option table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one model field is spelled on the command line and in the environment.
+
+    ``name`` is the option's spelling when it differs from the field (``json`` would shadow a
+    pydantic method); ``switch`` options take no value (the variable takes 1/true/0/false).
+    """
+
+    field: str
+    help: str
+    env: str | None = None
+    repeatable: bool = False
+    metavar: str | None = None
+    switch: bool = False
+    choices: tuple[str, ...] = ()
+    name: str | None = None
+
+    @property
+    def option(self) -> str:
+        return self.name or self.field
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.option.replace("_", "-")
+
+    @property
+    def env_name(self) -> str:
+        return self.env or ENV_PREFIX + self.option.upper().replace("-", "_")
+
+
+def _specs(*specs: OptionSpec) -> dict[str, OptionSpec]:
+    return {s.field: s for s in specs}
+
+
+#: The one table of options: every command's options are the entries its model has fields for.
+OPTIONS: dict[str, OptionSpec] = _specs(
+    OptionSpec("symbol", "market symbol, e.g. BTCUSDT"),
+    OptionSpec("strategy", "strategy name (built-in, shipped example, or registered by --load)"),
+    OptionSpec("params", "strategy parameters as a JSON object", metavar="JSON"),
+    OptionSpec(
+        "exchange",
+        "where candles come from: a kind the runner builds or an exchange a --load module registers",
+        choices=EXCHANGE_KINDS,
+    ),
+    OptionSpec(
+        "exchange_options",
+        "JSON object of exchange settings: binance {baseUrl, requestTimeout, maxRetries}, "
+        "csv {path}, ccxt {maxRetries}",
+        metavar="JSON",
+    ),
+    OptionSpec(
+        "load",
+        "module path or .py file to import first; it may register strategies, exchanges, frames, "
+        "walkers (repeatable; variable: comma separated)",
+        repeatable=True,
+        metavar="MODULE",
+    ),
+    OptionSpec(
+        "frame",
+        "START..END (ISO-8601, both ends inclusive; a bare END date means its last minute) "
+        "or a frame a --load module registers",
+        metavar="RANGE",
+    ),
+    OptionSpec("frame_interval", "tick step of an inline frame", choices=tuple(FRAME_INTERVALS)),
+    OptionSpec("metric", "statistic to rank by / report as metricValue", choices=WALKER_METRICS),
+    OptionSpec("state_dir", "directory of durable live state", metavar="DIR"),
+    OptionSpec("replay_from", "replay history on a simulated clock starting at this time", metavar="ISO"),
+    OptionSpec("speed", "simulated seconds per wall second when replaying (a number, or max)", metavar="N"),
+    OptionSpec("until", "stop (exit 0) once the clock reaches this time", metavar="ISO"),
+    OptionSpec("events", "append every yielded result as a JSON line to this file", metavar="FILE"),
+    OptionSpec("http_port", "port of the HTTP API and /metrics (0: any free port)", metavar="PORT"),
+    OptionSpec("http_host", "address the HTTP API binds to", metavar="HOST"),
+    OptionSpec(
+        "json_file",
+        "write {signals, stats} (backtest) or the comparison (walker) as indented JSON here",
+        name="json",
+        metavar="FILE",
+    ),
+    OptionSpec("report", "write the markdown report here", metavar="FILE"),
+    OptionSpec("chart", "write the equity curve here", metavar="FILE", choices=CHART_SUFFIXES),
+    OptionSpec(
+        "output",
+        "write the compact result JSON here (the form a pod's termination message carries)",
+        metavar="FILE",
+    ),
+    OptionSpec("walker", "a walker a --load module registers (instead of --strategies)", metavar="NAME"),
+    OptionSpec("strategies", "strategies to compare (comma separated or repeated)", repeatable=True),
+    OptionSpec("jobs", "strategies backtested in parallel processes", metavar="N"),
+    OptionSpec("tasks", "JSON list of {label, strategy, params}", metavar="JSON"),
+    OptionSpec(
+        "job_completion_index", "which task to run (set by an indexed Job)", env="JOB_COMPLETION_INDEX"
+    ),
+    OptionSpec("quiet", "print nothing on stdout (results, reports)", switch=True),
+    OptionSpec("log_level", "log level on stderr", metavar="LEVEL", choices=LOG_LEVELS),
+)
 
 
 class RunnerOptions(BaseModel):
-    """Common base: frozen, no unknown fields, and the table of how each field is spelled."""
+    """Common base: frozen, no unknown fields; ``SPECS`` are the table entries of its fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -177,9 +315,25 @@ class RunnerOptions(BaseModel):
 
     log_level: LogLevel = "INFO"
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        missing = set(cls.model_fields) - set(OPTIONS)
+        if missing:
+            raise TypeError(f"{cls.__name__}: fields {sorted(missing)} have no entry in OPTIONS")
+        cls.SPECS = tuple(spec for spec in OPTIONS.values() if spec.field in cls.model_fields)
+
     def to_json(self) -> dict[str, Any]:
         """camelCase JSON of the options (``/status`` shows it as ``config``)."""
         return {_camel(k): v for k, v in self.model_dump(mode="json").items()}
+
+    @classmethod
+    def default_text(cls, field: str) -> str | None:
+        """The default as the help shows it, or None when there is nothing to show."""
+        default = cls.model_fields[field].default
+        if default is PydanticUndefined or default is None or default is False or default == ():
+            return None
+        return str(default)
 
 
 def _camel(name: str) -> str:
@@ -187,67 +341,37 @@ def _camel(name: str) -> str:
     return head + "".join(p.capitalize() for p in rest)
 
 
-_LOG_LEVEL = OptionSpec("log_level", "DEBUG, INFO, WARNING or ERROR (default INFO)", metavar="LEVEL")
-_SYMBOL = OptionSpec("symbol", "market symbol, e.g. BTCUSDT")
-_STRATEGY = OptionSpec("strategy", "registered strategy name (built-in or from --load)")
-_PARAMS = OptionSpec("params", "strategy parameters as a JSON object", metavar="JSON")
-_EXCHANGE = OptionSpec("exchange", "synthetic (default), binance, csv:<path> or a registered name")
-_EXCHANGE_OPTIONS = OptionSpec(
-    "exchange_options",
-    "JSON object of exchange settings: binance {baseUrl, requestTimeout, maxRetries}, csv {path}",
-    metavar="JSON",
-)
-_LOAD = OptionSpec(
-    "load",
-    "module path or .py file to import before starting (repeatable; variable: comma separated)",
-    repeatable=True,
-    metavar="MODULE",
-)
-_EVENTS = OptionSpec("events", "append every yielded result as a JSON line to this file", metavar="FILE")
-_FRAME = OptionSpec("frame", "backtest range START..END (ISO-8601, both ends inclusive)", metavar="RANGE")
-_FRAME_INTERVAL = OptionSpec("frame_interval", "frame step (default 1m)")
-_METRIC = OptionSpec("metric", f"statistic reported as metricValue: {', '.join(WALKER_METRICS)}")
-_OUTPUT = OptionSpec("output", f"where the result JSON is written (default {DEFAULT_OUTPUT})", metavar="FILE")
-
-
-class TraderOptions(RunnerOptions):
-    """``live``: one live trader with its HTTP API."""
-
-    COMMAND: ClassVar[str] = "live"
-    SPECS: ClassVar[tuple[OptionSpec, ...]] = (
-        _SYMBOL,
-        _STRATEGY,
-        _PARAMS,
-        _EXCHANGE,
-        _EXCHANGE_OPTIONS,
-        _LOAD,
-        OptionSpec(
-            "state_dir", f"directory of durable live state (default {DEFAULT_STATE_DIR})", metavar="DIR"
-        ),
-        OptionSpec("replay_from", "replay history on a simulated clock starting at this time", metavar="ISO"),
-        OptionSpec("speed", "simulated seconds per wall second when replaying (default 1; max)", metavar="N"),
-        OptionSpec("until", "stop (exit 0) once the clock reaches this time", metavar="ISO"),
-        _EVENTS,
-        OptionSpec(
-            "http_port", f"port of the HTTP API and /metrics (default {DEFAULT_HTTP_PORT})", metavar="PORT"
-        ),
-        OptionSpec("http_host", "address the HTTP API binds to (default 0.0.0.0)", metavar="HOST"),
-        _LOG_LEVEL,
-    )
+class _Market(RunnerOptions):
+    """Where candles come from and what to import first (every command)."""
 
     symbol: Name
-    strategy: Name
-    params: JsonObject = Field(default_factory=dict)
-    exchange: Name = "synthetic"
+    exchange: Exchange = "synthetic"
     exchange_options: ExchangeSettings = Field(default_factory=dict)
     load: ModuleList = ()
+
+
+class _Backtested(_Market):
+    """How a backtest range is stepped and the metric that sums a run up (the batch commands)."""
+
+    frame_interval: FrameInterval = "1m"
+    metric: WalkerMetric = "sharpeRatio"
+
+
+class TraderOptions(_Market):
+    """``live``: one live trader with its HTTP API, on the wall clock or replaying history."""
+
+    COMMAND: ClassVar[str] = "live"
+
+    strategy: Name
+    params: JsonObject = Field(default_factory=dict)
     state_dir: Path = DEFAULT_STATE_DIR
     replay_from: UtcDatetime | None = None
-    speed: Annotated[float, BeforeValidator(_replay_speed)] | None = None
+    speed: ReplaySpeed | None = None
     until: UtcDatetime | None = None
     events: Path | None = None
     http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)
     http_host: str = Field("0.0.0.0", min_length=1)
+    quiet: bool = False
 
     @model_validator(mode="after")
     def _replay_consistent(self) -> TraderOptions:
@@ -264,36 +388,46 @@ class TraderOptions(RunnerOptions):
         return 1.0 if self.speed is None else self.speed
 
 
-class BacktestOptions(RunnerOptions):
-    """``backtest``: one strategy over a frame; the statistics go to ``--output``."""
+class BacktestOptions(_Backtested):
+    """``backtest``: one strategy over a frame; the markdown report on stdout, files on request."""
 
     COMMAND: ClassVar[str] = "backtest"
-    SPECS: ClassVar[tuple[OptionSpec, ...]] = (
-        _SYMBOL,
-        _STRATEGY,
-        _PARAMS,
-        _EXCHANGE,
-        _EXCHANGE_OPTIONS,
-        _LOAD,
-        _FRAME,
-        _FRAME_INTERVAL,
-        _METRIC,
-        _OUTPUT,
-        _EVENTS,
-        _LOG_LEVEL,
-    )
 
-    symbol: Name
     strategy: Name
     params: JsonObject = Field(default_factory=dict)
-    exchange: Name = "synthetic"
-    exchange_options: ExchangeSettings = Field(default_factory=dict)
-    load: ModuleList = ()
-    frame: FrameRange
-    frame_interval: Name = "1m"
-    metric: WalkerMetric = "sharpeRatio"
-    output: Path = DEFAULT_OUTPUT
+    frame: FrameRef
+    json_file: Path | None = None
+    report: Path | None = None
+    chart: ChartFile | None = None
     events: Path | None = None
+    output: Path | None = None
+    quiet: bool = False
+    log_level: LogLevel = "WARNING"  # stderr stays for the progress bar and errors
+
+
+class WalkerOptions(_Backtested):
+    """``walker``: compare strategies over one frame by a metric, in parallel with --jobs."""
+
+    COMMAND: ClassVar[str] = "walker"
+
+    frame: FrameRef | None = None  # a registered walker names its own
+    walker: Name | None = None
+    strategies: NameList = ()
+    jobs: int = Field(1, ge=1, le=256)
+    json_file: Path | None = None
+    quiet: bool = False
+    log_level: LogLevel = "WARNING"
+
+    @model_validator(mode="after")
+    def _walker_or_inline(self) -> WalkerOptions:
+        if self.walker is not None and self.strategies:
+            raise ValueError("give --walker NAME or --strategies, not both")
+        if self.walker is None and (not self.strategies or self.frame is None):
+            missing = [f for f, v in (("--strategies", self.strategies), ("--frame", self.frame)) if not v]
+            raise ValueError(
+                f"give --walker NAME, or --strategies and --frame (missing: {', '.join(missing)})"
+            )
+        return self
 
 
 class WalkerTask(BaseModel):
@@ -306,38 +440,14 @@ class WalkerTask(BaseModel):
     params: JsonObject = Field(default_factory=dict)
 
 
-class WalkerTaskOptions(RunnerOptions):
+class WalkerTaskOptions(_Backtested):
     """``walker-task``: the task at ``JOB_COMPLETION_INDEX`` of an indexed Kubernetes Job."""
 
     COMMAND: ClassVar[str] = "walker-task"
-    SPECS: ClassVar[tuple[OptionSpec, ...]] = (
-        OptionSpec("tasks", "JSON list of {label, strategy, params}", metavar="JSON"),
-        OptionSpec(
-            "job_completion_index",
-            "which task to run (set by an indexed Job)",
-            env="JOB_COMPLETION_INDEX",
-            metavar="N",
-        ),
-        _SYMBOL,
-        _EXCHANGE,
-        _EXCHANGE_OPTIONS,
-        _LOAD,
-        _FRAME,
-        _FRAME_INTERVAL,
-        _METRIC,
-        _OUTPUT,
-        _LOG_LEVEL,
-    )
 
     tasks: Annotated[tuple[WalkerTask, ...], BeforeValidator(_json_list), Field(min_length=1)]
     job_completion_index: int = Field(ge=0)
-    symbol: Name
-    exchange: Name = "synthetic"
-    exchange_options: ExchangeSettings = Field(default_factory=dict)
-    load: ModuleList = ()
-    frame: FrameRange
-    frame_interval: Name = "1m"
-    metric: WalkerMetric = "sharpeRatio"
+    frame: FrameRef
     output: Path = DEFAULT_OUTPUT
 
     @model_validator(mode="after")
@@ -355,9 +465,14 @@ class WalkerTaskOptions(RunnerOptions):
 
 
 COMMANDS: dict[str, type[RunnerOptions]] = {
-    cls.COMMAND: cls for cls in (TraderOptions, BacktestOptions, WalkerTaskOptions)
+    cls.COMMAND: cls for cls in (TraderOptions, BacktestOptions, WalkerOptions, WalkerTaskOptions)
 }
 DEFAULT_COMMAND = TraderOptions.COMMAND
+#: ``run X`` is ``X`` (the pod entry point of older manifests); ``run`` alone is ``live``.
+RUN_ALIAS = "run"
+
+
+# -- the command line ---------------------------------------------------------------------------------
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -367,45 +482,67 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise OptionsError(f"{self.prog}: {message}")
 
 
-def build_parser(prog: str = "python -m backtest_kit_runner") -> argparse.ArgumentParser:
+def option_help(cls: type[RunnerOptions], spec: OptionSpec) -> str:
+    """The help line of ``spec`` in command ``cls``: text, choices, default and variable."""
+    text = spec.help
+    if spec.choices:
+        text += f"; one of: {', '.join(spec.choices)}"
+    default = cls.default_text(spec.field)
+    if default is not None:
+        text += f" (default {default})"
+    return f"{text} [env {spec.env_name}]"
+
+
+def _add_option(cmd: argparse.ArgumentParser, cls: type[RunnerOptions], spec: OptionSpec) -> None:
+    kwargs: dict[str, Any] = {"dest": spec.field, "default": argparse.SUPPRESS}
+    if spec.switch:
+        kwargs.update(action="store_const", const=True)
+    else:
+        kwargs.update(action="append" if spec.repeatable else "store", metavar=spec.metavar)
+    cmd.add_argument(spec.flag, help=option_help(cls, spec).replace("%", "%%"), **kwargs)
+
+
+def build_parser(prog: str = "backtest-kit") -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog=prog,
         description=(
-            "Run one live trader with an HTTP API (live, the default), one backtest, or one Walker task. "
+            "Backtest a strategy, compare strategies (walker), run one live trader with an HTTP API "
+            "(live, the default), or one task of a Walker Job (walker-task). "
             f"Every option can also be given as {ENV_PREFIX}<OPTION> (upper case, '-' -> '_'); "
-            "the command line wins."
+            "the command line wins. Exit codes: 0 done, 1 the run failed, 2 bad input, "
+            "130/143 interrupted."
         ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="{live,backtest,walker-task}")
+    sub = parser.add_subparsers(dest="command", metavar="{backtest,live,walker,walker-task,run}")
     for name, cls in COMMANDS.items():
-        cmd = sub.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0], description=cls.__doc__)
+        doc = (cls.__doc__ or "").strip().replace("``", "'")
+        summary = doc.splitlines()[0].partition(": ")[2] or doc  # the docstring says "'name': what"
+        cmd = sub.add_parser(name, help=summary, description=doc)
         for spec in cls.SPECS:
-            cmd.add_argument(
-                spec.flag,
-                dest=spec.field,
-                action="append" if spec.repeatable else "store",
-                default=argparse.SUPPRESS,
-                metavar=spec.metavar,
-                help=f"{spec.help} [env {spec.env_name}]",
-            )
+            _add_option(cmd, cls, spec)
+    sub.add_parser(RUN_ALIAS, help=f"'{RUN_ALIAS} X' is the same as 'X'; '{RUN_ALIAS}' alone is live")
     return parser
 
 
-def _with_default_command(argv: Sequence[str]) -> list[str]:
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """Drop a leading ``run`` and put ``live`` in front when no command is named."""
     args = list(argv)
+    if args and args[0] == RUN_ALIAS:
+        args = args[1:]
+        if not args or args[0] in ("-h", "--help"):
+            args = [DEFAULT_COMMAND, *args]  # 'run --help' explains live
     if args and (args[0] in COMMANDS or args[0] in ("-h", "--help")):
         return args
     return [DEFAULT_COMMAND, *args]
 
 
 def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> RunnerOptions:
-    """The validated options of the subcommand in ``argv`` (variables from ``environ``).
+    """The validated options of the command in ``argv`` (variables from ``environ``).
 
     Raises :class:`OptionsError` with a message naming the option, its flag and variable.
     ``-h``/``--help`` print the help and raise ``SystemExit(0)`` as usual.
     """
-    parser = build_parser()
-    namespace = parser.parse_args(_with_default_command(argv))
+    namespace = build_parser().parse_args(with_default_command(argv))
     cls = COMMANDS[namespace.command]
     given: dict[str, Any] = {k: v for k, v in vars(namespace).items() if k != "command"}
     raw: dict[str, Any] = {}
@@ -428,18 +565,16 @@ def _explain(cls: type[RunnerOptions], exc: ValidationError, source: Mapping[str
     lines = [f"invalid options for '{cls.COMMAND}':"]
     for err in exc.errors(include_url=False):
         loc = err.get("loc", ())
-        field = str(loc[0]) if loc else ""
+        spec = specs.get(str(loc[0])) if loc else None
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        spec = specs.get(field)
         if spec is None:
             lines.append(f"  {message}")
             continue
-        where = ".".join(str(p) for p in loc[1:])
         spelled = f"{spec.flag} / {spec.env_name}"
+        where = ".".join(str(p) for p in loc[1:] if p not in ("Frame", "str"))  # union branches
         if err.get("type") == "missing":
             lines.append(f"  {spelled}: required, not given")
         else:
-            given_by = source.get(field, "default")
             suffix = f" at {where}" if where else ""
-            lines.append(f"  {spelled}{suffix}: {message} (given by {given_by})")
+            lines.append(f"  {spelled}{suffix}: {message} (given by {source.get(spec.field, 'default')})")
     return "\n".join(lines)

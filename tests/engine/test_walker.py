@@ -115,7 +115,7 @@ def test_the_walker_cli_writes_the_comparison_as_json(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "backtest_kit.cli",
+            "backtest_kit_runner",
             "walker",
             "--symbol",
             SYM,

@@ -28,8 +28,12 @@ def live_command(state: Path, events: Path, until: str, strategy: str) -> list[s
     return [
         sys.executable,
         "-m",
-        "backtest_kit.cli",
+        "backtest_kit_runner",
         "live",
+        "--http-port",
+        "0",
+        "--http-host",
+        "127.0.0.1",
         "--symbol",
         "SYNUSDT",
         "--strategy",

@@ -345,8 +345,12 @@ def _fill(path: Path) -> None:
 def _cli_args(state: Path, until: str, speed: str = "max") -> list[str]:
     return [
         "-m",
-        "backtest_kit.cli",
+        "backtest_kit_runner",
         "live",
+        "--http-port",
+        "0",
+        "--http-host",
+        "127.0.0.1",
         "--symbol",
         SYM,
         "--strategy",

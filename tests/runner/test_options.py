@@ -10,12 +10,17 @@ import pytest
 from pydantic import ValidationError
 
 from backtest_kit_runner.options import (
+    COMMANDS,
     DEFAULT_OUTPUT,
     DEFAULT_STATE_DIR,
+    OPTIONS,
     BacktestOptions,
+    Frame,
     OptionsError,
     TraderOptions,
+    WalkerOptions,
     WalkerTaskOptions,
+    option_help,
     parse_options,
 )
 
@@ -83,7 +88,15 @@ class TestWhereOptionsComeFrom:
             1.0,
         )
         b = parse_options(["backtest", "--frame", "2024-01-01..2024-01-02"], LIVE)
-        assert isinstance(b, BacktestOptions) and b.output == DEFAULT_OUTPUT and b.frame_interval == "1m"
+        assert isinstance(b, BacktestOptions) and b.output is None and b.frame_interval == "1m"
+        assert not b.quiet and b.json_file is None and b.chart is None  # the report goes to stdout
+        task_env = {
+            **LIVE,
+            "BACKTEST_KIT_TASKS": '[{"label": "a", "strategy": "a"}]',
+            "JOB_COMPLETION_INDEX": "0",
+        }
+        t = parse_options(["walker-task", "--frame", "2024-01-01..2024-01-02"], task_env)
+        assert isinstance(t, WalkerTaskOptions) and t.output == DEFAULT_OUTPUT  # the pod's termination log
 
     def test_max_speed_replays_as_fast_as_possible(self) -> None:
         o = parse_options(["--replay-from", "2024-01-01", "--speed", "max"], LIVE)
@@ -176,3 +189,65 @@ class TestTheModel:
     def test_the_json_form_is_camel_case(self) -> None:
         data = TraderOptions(symbol="S", strategy="s").to_json()
         assert {"stateDir", "httpPort", "replayFrom", "logLevel"} <= set(data)
+
+
+class TestTheOneTable:
+    def test_every_field_of_every_command_is_spelled_once_in_the_table(self) -> None:
+        for cls in COMMANDS.values():
+            assert [s.field for s in cls.SPECS] == [f for f in OPTIONS if f in cls.model_fields]
+            assert set(cls.model_fields) == {s.field for s in cls.SPECS}
+        flags = [s.flag for s in OPTIONS.values()]
+        assert len(flags) == len(set(flags)) and OPTIONS["json_file"].flag == "--json"
+
+    def test_the_help_shows_choices_the_commands_default_and_the_variable(self) -> None:
+        text = option_help(BacktestOptions, OPTIONS["log_level"])
+        assert "one of: DEBUG, INFO, WARNING, ERROR (default WARNING) [env BACKTEST_KIT_LOG_LEVEL]" in text
+        assert "(default INFO)" in option_help(TraderOptions, OPTIONS["log_level"])
+        assert f"(default {DEFAULT_OUTPUT})" in option_help(WalkerTaskOptions, OPTIONS["output"])
+        assert "(default" not in option_help(BacktestOptions, OPTIONS["output"])
+
+
+class TestFramesAndCommands:
+    def test_a_bare_end_date_means_its_last_minute(self) -> None:
+        b = parse_options(["backtest", "--frame", "2024-01-01..2024-01-30"], LIVE)
+        assert isinstance(b, BacktestOptions) and isinstance(b.frame, Frame)
+        assert b.frame.start == datetime(2024, 1, 1, tzinfo=UTC)
+        assert b.frame.end == datetime(2024, 1, 30, 23, 59, tzinfo=UTC)
+        b = parse_options(["backtest", "--frame", "2024-01-01T00:00:00Z..2024-01-02T00:00:00Z"], LIVE)
+        assert isinstance(b, BacktestOptions) and isinstance(b.frame, Frame)
+        assert b.frame.end == datetime(2024, 1, 2, tzinfo=UTC)
+
+    def test_a_frame_name_is_left_for_a_load_module_to_register(self) -> None:
+        b = parse_options(["backtest", "--frame", "two_days"], LIVE)
+        assert isinstance(b, BacktestOptions) and b.frame == "two_days"
+
+    def test_quiet_is_a_switch_and_its_variable_says_true_or_false(self) -> None:
+        args = ["backtest", "--frame", "2024-01-01..2024-01-02"]
+        assert parse_options([*args, "--quiet"], LIVE).quiet is True  # type: ignore[attr-defined]
+        assert parse_options(args, {**LIVE, "BACKTEST_KIT_QUIET": "true"}).quiet is True  # type: ignore[attr-defined]
+        assert parse_options(args, {**LIVE, "BACKTEST_KIT_QUIET": "0"}).quiet is False  # type: ignore[attr-defined]
+        assert "--quiet / BACKTEST_KIT_QUIET" in refusal(args, {**LIVE, "BACKTEST_KIT_QUIET": "maybe"})
+
+    def test_a_walker_is_registered_or_inline_not_both(self) -> None:
+        w = parse_options(
+            ["walker", "--symbol", "S", "--strategies", "a,b", "--strategies", "c"],
+            {"BACKTEST_KIT_FRAME": "2024-01-01..2024-01-02"},
+        )
+        assert isinstance(w, WalkerOptions) and w.strategies == ("a", "b", "c") and w.jobs == 1
+        assert isinstance(parse_options(["walker", "--symbol", "S", "--walker", "mine"], {}), WalkerOptions)
+        assert "missing: --strategies, --frame" in refusal(["walker", "--symbol", "S"], {})
+        both = ["walker", "--symbol", "S", "--walker", "w", "--strategies", "a"]
+        assert "not both" in refusal(both, {})
+
+    @pytest.mark.parametrize(
+        ("argv", "words"),
+        [
+            (["--frame-interval", "7m"], "unknown frame interval '7m'"),
+            (["--chart", "c.gif"], "--chart / BACKTEST_KIT_CHART"),
+            (["--exchange", "csv:"], "csv:<path>"),
+            (["--exchange", "binance:ftp://x"], "needs an http(s) URL"),
+            (["--exchange", "ccxt:"], "ccxt:<id>"),
+        ],
+    )
+    def test_bad_backtest_options(self, argv: list[str], words: str) -> None:
+        assert words in refusal(["backtest", "--frame", "2024-01-01..2024-01-02", *argv], LIVE)
