@@ -51,6 +51,8 @@ class BacktestRun:
     config: EngineConfig
     status: str = "running"
     stop_requested: bool = False
+    asks: int = 0  # get_signal calls
+    signal_errors: int = 0  # asks that raised, timed out or returned an invalid signal
 
     def stats(self) -> dict[str, Any]:
         return self.record.stats()
@@ -156,14 +158,21 @@ class BacktestMode:
         frame_end = int(ticks[-1])
         state = SignalState()
         i, n = 0, len(ticks)
+        turns = 0
         while i < n and not run.stop_requested:
             when = int(ticks[i])
+            turns += 1
+            if not turns & 1023:
+                # a backtest rarely waits for anything; let the loop run (Ctrl-C, other tasks)
+                await asyncio.sleep(0)
             if progress.enabled:
                 await progress.at(i)
             if inst.throttled(state, when):
                 i = int(np.searchsorted(ticks, inst.next_bucket(when)))
                 continue
             step = await inst.ask(state, when, await feed.price_at(when), feed)
+            run.asks += 1
+            run.signal_errors += len(step.errors)
             state = await self._adopt(inst, run, step)
             for result in step.results:
                 if isinstance(result, SignalResult):

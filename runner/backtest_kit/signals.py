@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .candles import iso
 from .config import EngineConfig
 from .errors import SignalValidationError
-from .pnl import Pnl
+from .pnl import Pnl, closed_dollars, entry_history
 
 _M = TypeVar("_M", bound=BaseModel)
 Position = Literal["long", "short"]
@@ -51,11 +51,49 @@ class SignalDto(BaseModel):
     isolated: bool | None = None
 
 
+class Entry(BaseModel):
+    """One entry of a position: the opening one, then each average-buy (DCA)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price: float
+    cost: float
+    timestamp: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"price": self.price, "cost": self.cost, "timestamp": self.timestamp}
+
+
+class Partial(BaseModel):
+    """One partial close: ``percent`` of the cost basis that remained at that moment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["profit", "loss"]
+    percent: float
+    current_price: float
+    cost_basis_at_close: float
+    entry_count_at_close: int
+    timestamp: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "percent": self.percent,
+            "currentPrice": self.current_price,
+            "costBasisAtClose": self.cost_basis_at_close,
+            "entryCountAtClose": self.entry_count_at_close,
+            "timestamp": self.timestamp,
+        }
+
+
 class SignalRow(BaseModel):
     """A signal the engine tracks from scheduling or opening until it closes or is cancelled.
 
-    Room is left for partial closes, trailing, breakeven and DCA (not implemented yet): they
-    would add fields, not change these.
+    ``price_open``, ``price_stop_loss`` and ``price_take_profit`` are the values the signal was
+    opened with; a managed position (docs/ENGINE.md section 9) adds entries, partial closes and
+    trailing levels, and the ``*_eff`` properties give the levels in force. The row is frozen:
+    every change makes a new row.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,14 +118,83 @@ class SignalRow(BaseModel):
     peak_pnl: float = 0.0
     fall_price: float = 0.0
     fall_pnl: float = 0.0
+    #: Every entry; empty means just the opening one (``price_open``, ``cost``, ``scheduled_at``).
+    entries: tuple[Entry, ...] = ()
+    partials: tuple[Partial, ...] = ()
+    trailing_price_stop_loss: float | None = None
+    trailing_price_take_profit: float | None = None
+    close_note: str | None = None  # "full_partial_close" once partials closed everything
 
     @property
     def is_long(self) -> bool:
         return self.position == "long"
 
     @property
+    def managed(self) -> bool:
+        """Whether partials or added entries make the plain one-entry formulas inapplicable."""
+        return bool(self.partials) or len(self.entries) > 1
+
+    @property
+    def all_entries(self) -> tuple[Entry, ...]:
+        if self.entries:
+            return self.entries
+        return (Entry.model_construct(price=self.price_open, cost=self.cost, timestamp=self.scheduled_at),)
+
+    @property
     def open_eff(self) -> float:
-        return self.cost / (self.cost / self.price_open)
+        """The effective entry (POSITION.md item 9; one entry: ``cost / (cost / price)``)."""
+        if not self.managed:
+            return self.cost / (self.cost / self.price_open)
+        return entry_history(self.all_entries, self.partials, self.price_open)[1]
+
+    @property
+    def stop_loss_eff(self) -> float:
+        t = self.trailing_price_stop_loss
+        return self.price_stop_loss if t is None else t
+
+    @property
+    def take_profit_eff(self) -> float:
+        t = self.trailing_price_take_profit
+        return self.price_take_profit if t is None else t
+
+    @property
+    def invested(self) -> float:
+        if not self.entries:
+            return self.cost
+        total = 0.0
+        for e in self.entries:
+            total += e.cost
+        return total
+
+    @property
+    def total_entries(self) -> int:
+        return len(self.entries) or 1
+
+    @property
+    def total_partials(self) -> int:
+        return len(self.partials)
+
+    @property
+    def remaining_cost_basis(self) -> float:
+        return closed_dollars(self.invested, self.all_entries, self.partials)[1]
+
+    @property
+    def partial_executed(self) -> float:
+        """Percent of the invested dollars closed by partials (item 8)."""
+        if not self.partials:
+            return 0.0
+        invested = self.invested
+        return closed_dollars(invested, self.all_entries, self.partials)[0] / invested * 100
+
+    def position_json(self) -> dict[str, Any]:
+        """The managed-position fields, camelCase (rows, events and the live record)."""
+        return {
+            "entries": [e.to_json() for e in self.all_entries],
+            "partials": [p.to_json() for p in self.partials],
+            "trailingPriceStopLoss": self.trailing_price_stop_loss,
+            "trailingPriceTakeProfit": self.trailing_price_take_profit,
+            "closeNote": self.close_note,
+        }
 
     def to_json(self) -> dict[str, Any]:
         life = self.minute_estimated_time
@@ -112,6 +219,7 @@ class SignalRow(BaseModel):
             "peakPnlPercentage": self.peak_pnl,
             "fallPrice": self.fall_price,
             "maxDrawdownPnlPercentage": self.fall_pnl,
+            **self.position_json(),
         }
 
     @staticmethod
@@ -138,6 +246,24 @@ class SignalRow(BaseModel):
             peak_pnl=data.get("peakPnlPercentage", 0.0),
             fall_price=data.get("fallPrice", 0.0),
             fall_pnl=data.get("maxDrawdownPnlPercentage", 0.0),
+            entries=tuple(
+                Entry(price=e["price"], cost=e["cost"], timestamp=e["timestamp"])
+                for e in data.get("entries") or ()
+            ),
+            partials=tuple(
+                Partial(
+                    type=p["type"],
+                    percent=p["percent"],
+                    current_price=p["currentPrice"],
+                    cost_basis_at_close=p["costBasisAtClose"],
+                    entry_count_at_close=p["entryCountAtClose"],
+                    timestamp=p["timestamp"],
+                )
+                for p in data.get("partials") or ()
+            ),
+            trailing_price_stop_loss=data.get("trailingPriceStopLoss"),
+            trailing_price_take_profit=data.get("trailingPriceTakeProfit"),
+            close_note=data.get("closeNote"),
         )
 
 
@@ -313,8 +439,8 @@ class _SignalResult(_Result):
             "position": s.position,
             "priceOpen": s.open_eff if opened else s.price_open,
             "originalPriceOpen": s.price_open,
-            "priceTakeProfit": s.price_take_profit,
-            "priceStopLoss": s.price_stop_loss,
+            "priceTakeProfit": s.take_profit_eff,
+            "priceStopLoss": s.stop_loss_eff,
             "minuteEstimatedTime": _minutes_json(life),
             "scheduledAt": s.scheduled_at,
             "pendingAt": s.pending_at,
@@ -333,6 +459,13 @@ class _SignalResult(_Result):
             "scheduledAtIso": iso(s.scheduled_at),
             "pendingAtIso": iso(s.pending_at) if opened else None,
             "closeIso": None,
+            "cost": s.cost,
+            "originalPriceStopLoss": s.price_stop_loss,
+            "originalPriceTakeProfit": s.price_take_profit,
+            "partialExecuted": s.partial_executed,
+            "totalEntries": s.total_entries,
+            "totalPartials": s.total_partials,
+            **s.position_json(),
         }
 
     def to_json(self) -> dict[str, Any]:
