@@ -135,7 +135,8 @@ def uid_of(obj: dict[str, Any]) -> str:
     return str(obj["metadata"]["uid"])
 
 
-async def informer(
+# Complexity kept: list, watch, resync and reconnect are one loop, as in client-go's informer.
+async def informer(  # noqa: C901
     client: KubeClient,
     path: str,
     params: dict[str, str],
