@@ -20,7 +20,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import backtest_kit
@@ -53,10 +52,6 @@ def _storage_failing(exc: PersistenceError) -> bool:
     """A full or read-only file system: what the storage does now, not what the options say."""
     cause = exc.__cause__
     return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-
-
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LiveTrader:
