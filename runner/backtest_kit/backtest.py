@@ -117,6 +117,7 @@ class BacktestMode:
             config=cfg,
             risks=self._risks,
             risk_schema=risk,
+            bus=self._bus,
             frame_name=frame_schema.name,
         )
         feed = MinuteFeed(

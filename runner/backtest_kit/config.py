@@ -43,6 +43,12 @@ class EngineConfig(BaseModel):
     enable_long_signal: bool = True
     enable_short_signal: bool = True
     position_entry_cost: float = Field(100, gt=0)
+    #: Extra percent beyond twice (slippage + fee) before breakeven is offered (item 38).
+    breakeven_threshold: float = Field(0.2, ge=0)
+    #: Let DCA, partial closes and trailing moves happen anywhere (the reference's CC_ENABLE_*).
+    enable_dca_everywhere: bool = False
+    enable_pppl_everywhere: bool = False
+    enable_trailing_everywhere: bool = False
     signal_leverage_multiplier: float = Field(1, gt=0)
     signal_isolated_margin: bool = True
     # Ours (ENGINE.md "deliberately differ" 3 and 7).

@@ -26,6 +26,10 @@ class ExecutionContext:
     backtest: bool
     client: ExchangeClient
     feed: MinuteFeed | None = None
+    #: The open position a callback may manage (a ``position.PositionDesk``), if any.
+    desk: object | None = None
+    #: The tick's price when the caller already knows it (live: the VWAP it just computed).
+    average: float | None = None
 
 
 current: ContextVar[ExecutionContext | None] = ContextVar("backtest_kit_context", default=None)
@@ -52,6 +56,8 @@ async def get_candles(symbol: str, interval: str, limit: int) -> list[Candle]:
 async def get_average_price(symbol: str) -> float:
     """VWAP of the last closed 1m candles (``avg_price_candles_count`` of them)."""
     ctx = _ctx("get_average_price")
+    if ctx.average is not None and ctx.symbol == symbol:
+        return ctx.average
     if ctx.feed is not None and ctx.feed.symbol == symbol:
         return await ctx.feed.price_at(ctx.when_ms)
     return await ctx.client.average_price(symbol, ctx.when_ms)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from .signals import AnyResult
+    from .signals import AnyResult, SignalRow
 
 T = TypeVar("T")
 Unsubscribe = Callable[[], None]
@@ -181,6 +181,58 @@ class RiskEvent:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class PositionEvent:
+    """A moment in the life of an open position: a ping, a milestone, breakeven within reach.
+
+    ``kind`` is ``active_ping``, ``partial_profit``, ``partial_loss`` or ``breakeven``; ``level``
+    is the milestone (10, 20, ... 100 percent of the way to the take-profit or the stop-loss).
+    """
+
+    kind: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    signal: SignalRow
+    current_price: float
+    backtest: bool
+    timestamp: int
+    level: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "strategyName": self.strategy_name,
+            "exchangeName": self.exchange_name,
+            "frameName": self.frame_name,
+            "data": self.signal.to_json(),
+            "currentPrice": self.current_price,
+            "level": self.level,
+            "backtest": self.backtest,
+            "timestamp": self.timestamp,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommitEvent:
+    """A commit a strategy made on its open position (partial close, trailing, breakeven, DCA)."""
+
+    action: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    backtest: bool
+    timestamp: int
+    current_price: float
+    signal: SignalRow
+    details: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.details)
+
+
 class EventBus:
     """Every subject of one engine; listener failures go to its own ``error`` subject."""
 
@@ -199,6 +251,30 @@ class EventBus:
         self.risk: Subject[RiskEvent] = Subject("risk", err)
         self.walker: Subject[WalkerReport] = Subject("walker", err)
         self.walker_complete: Subject[WalkerReport] = Subject("walker_complete", err)
+        self.active_ping: Subject[PositionEvent] = Subject("active_ping", err)
+        self.partial_profit_available: Subject[PositionEvent] = Subject("partial_profit_available", err)
+        self.partial_loss_available: Subject[PositionEvent] = Subject("partial_loss_available", err)
+        self.breakeven_available: Subject[PositionEvent] = Subject("breakeven_available", err)
+        self.strategy_commit: Subject[CommitEvent] = Subject("strategy_commit", err)
+
+    @property
+    def position_listeners(self) -> bool:
+        """Whether anyone listens to position events (then every candle of a position is played)."""
+        return bool(
+            self.active_ping
+            or self.partial_profit_available
+            or self.partial_loss_available
+            or self.breakeven_available
+            or self.strategy_commit
+        )
+
+    def position_subject(self, kind: str) -> Subject[PositionEvent]:
+        return {
+            "active_ping": self.active_ping,
+            "partial_profit": self.partial_profit_available,
+            "partial_loss": self.partial_loss_available,
+            "breakeven": self.breakeven_available,
+        }[kind]
 
     async def hook(self, fn: Callable[..., Any] | None, *args: Any) -> None:
         """Call a user hook (plain or async); a hook that raises is reported, never propagated."""
@@ -235,4 +311,9 @@ SUBJECTS: tuple[str, ...] = (
     "risk",
     "walker",
     "walker_complete",
+    "active_ping",
+    "partial_profit_available",
+    "partial_loss_available",
+    "breakeven_available",
+    "strategy_commit",
 )

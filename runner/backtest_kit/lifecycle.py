@@ -19,7 +19,7 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
@@ -28,9 +28,10 @@ from . import context as ctxmod
 from .candles import MINUTE_MS, Candle, candle_vwap, from_ms
 from .config import EngineConfig
 from .errors import BacktestKitError, SignalValidationError
-from .events import RiskEvent
+from .events import CommitEvent, EventBus, PositionEvent, RiskEvent
 from .market import ExchangeClient, MinuteFeed
-from .pnl import Pnl, close_pnl, pnl_percentage
+from .pnl import Pnl, close_pnl, partial_pnl_percentage, pnl_percentage
+from .position import FULL_PARTIAL_CLOSE, Commit, PositionDesk, commit_json
 from .registry import RiskSchema, StrategySchema
 from .risks import RiskBook
 from .signals import (
@@ -68,6 +69,7 @@ class Outcome:
     reason: str
     price: float
     tracking: dict[str, float] | None = None  # peak/fall fields the watched candles changed
+    record_excursion: bool = True  # False: the close point does not update peak/fall (item 11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class SignalState:
     scheduled: SignalRow | None = None
     last_bucket: int | None = None  # the throttle: the interval bucket last asked in
     last_pending_id: str | None = None  # the whipsaw guard: the id last opened
+    milestones: frozenset[str] = frozenset()  # position events already sent for the open signal
 
     @property
     def flat(self) -> bool:
@@ -110,6 +113,7 @@ class Transition:
     persist: Persist = "none"
     persist_required: bool = True  # False: a failed write is reported and the step adopted anyway
     resume_after: int | None = None
+    notices: tuple[PositionEvent | CommitEvent, ...] = ()  # position events, sent once adopted
 
     @property
     def last_signal_result(self) -> SignalResult | None:
@@ -118,6 +122,11 @@ class Transition:
             if isinstance(result, SignalResult) and result.action != "active":
                 return result
         return None
+
+
+#: Callbacks that make the engine play an open position candle by candle (POSITION.md item 2).
+POSITION_CALLBACKS = frozenset({"on_active_ping", "on_partial_profit", "on_partial_loss", "on_breakeven"})
+MILESTONE_LEVELS = tuple(range(10, 101, 10))
 
 
 class StrategyInstance:
@@ -133,8 +142,14 @@ class StrategyInstance:
         config: EngineConfig,
         risks: RiskBook,
         risk_schema: RiskSchema | None,
+        bus: EventBus,
         frame_name: str = "",
     ) -> None:
+        self.bus = bus
+        #: Whether every candle of an open position is played (callbacks or listeners want it).
+        self.manages = bool(POSITION_CALLBACKS & set(strategy.callbacks)) or bus.position_listeners
+        #: The position being managed right now (the context-explicit commits reach it here).
+        self.desk: PositionDesk | None = None
         self.strategy = strategy
         self.client = client
         self.symbol = symbol
@@ -360,7 +375,7 @@ class StrategyInstance:
         assert row is not None
         closed = self.closed_result(row, outcome)
         return Transition(
-            replace(state, pending=None),
+            replace(state, pending=None, milestones=frozenset()),
             (closed,),
             (("on_close", (self.symbol, closed.signal, closed.pnl)),),
             release=True,
@@ -397,10 +412,33 @@ class StrategyInstance:
                 return
             activated = True
         assert state.pending is not None
-        row, outcome = await self.resolve_pending(feed, state.pending, frame_end_ms, activated=activated)
+        if self.manages:
+            row, outcome = await self.resolve_managed(feed, state.pending, frame_end_ms, activated=activated)
+        else:
+            row, outcome = await self.resolve_pending(feed, state.pending, frame_end_ms, activated=activated)
         yield self.close(replace(state, pending=row), outcome)
 
     # ------------------------------------------------------------------ live: one tick
+    async def _live_manage(self, state: SignalState, row: SignalRow, when_ms: int, vwap: float) -> Transition:
+        """A tick of an open managed position: the same candle step as a backtest, its events
+        and commits kept as values (sent once the new row is durable)."""
+        desk = PositionDesk(row, self.config, when_ms)
+        marks = set(state.milestones)
+        sink = _Collect()
+        await self.manage(desk, marks, when_ms, vwap, None, sink)
+        new = desk.row
+        active = build(ActiveResult, signal=new, **self._meta(when_ms, vwap))
+        if sink.commits:
+            persist: Persist = "durable"
+        else:
+            persist = "lazy" if new != row or marks != state.milestones else "none"
+        return Transition(
+            replace(state, pending=new, milestones=frozenset(marks)),
+            (active,),
+            persist=persist,
+            notices=(*sink.events, *sink.commits),
+        )
+
     async def live_tick(
         self, state: SignalState, when_ms: int, candles: list[Candle], *, may_open: bool
     ) -> Transition:
@@ -411,6 +449,8 @@ class StrategyInstance:
             outcome = self.step_pending(row, when_ms, vwap, candles[-1])
             if outcome is not None:
                 return self.close(state, outcome)
+            if self.manages:
+                return await self._live_manage(state, row, when_ms, vwap)
             update = self.track_update(row, [vwap])
             if update:
                 row = row.model_copy(update=update)
@@ -432,6 +472,18 @@ class StrategyInstance:
     # ------------------------------------------------------------------ prices and results
     def pnl_at(self, row: SignalRow, price: float) -> float:
         cfg = self.config
+        if row.partials:  # several entries alone keep the plain formula, at the effective entry
+            return partial_pnl_percentage(
+                row.is_long,
+                row.all_entries,
+                row.partials,
+                row.invested,
+                price,
+                fallback_open=row.price_open,
+                slippage_percent=cfg.percent_slippage,
+                fee_percent=cfg.percent_fee,
+                multiplier=row.multiplier,
+            )
         return pnl_percentage(
             row.is_long,
             row.open_eff,
@@ -443,11 +495,15 @@ class StrategyInstance:
 
     def _pnl(self, row: SignalRow, price: float) -> Pnl:
         cfg = self.config
+        if row.partials:
+            pct = self.pnl_at(row, price)
+            invested = row.invested
+            return Pnl(pct, row.open_eff, price, pct / 100 * invested, invested)
         return close_pnl(
             row.is_long,
             row.open_eff,
             price,
-            row.cost,
+            row.invested,
             slippage_percent=cfg.percent_slippage,
             fee_percent=cfg.percent_fee,
             multiplier=row.multiplier,
@@ -475,12 +531,13 @@ class StrategyInstance:
 
     def closed_result(self, row: SignalRow, outcome: Outcome) -> ClosedResult:
         """Item 6b.4 then item 27: record the close point, then the PnL at the exact price."""
-        pc = self.pnl_at(row, outcome.price)
         update: dict[str, float] = dict(outcome.tracking or {})
-        if pc < update.get("fall_pnl", row.fall_pnl):
-            update["fall_pnl"] = pc
-        if pc > 0 and pc > update.get("peak_pnl", row.peak_pnl):
-            update["peak_pnl"] = pc
+        if outcome.record_excursion:
+            pc = self.pnl_at(row, outcome.price)
+            if pc < update.get("fall_pnl", row.fall_pnl):
+                update["fall_pnl"] = pc
+            if pc > 0 and pc > update.get("peak_pnl", row.peak_pnl):
+                update["peak_pnl"] = pc
         if update:
             row = row.model_copy(update=update)
         reason = _CLOSE_REASONS[outcome.reason]
@@ -546,7 +603,7 @@ class StrategyInstance:
         end_idx = feed.index(frame_end_ms) + 1  # first candle with ts > frame end
         life = row.minute_estimated_time
         long = row.is_long
-        sl, tp = row.price_stop_loss, row.price_take_profit
+        sl, tp = row.stop_loss_eff, row.take_profit_eff
         chunk_start = first
         while True:
             if math.isinf(life):
@@ -576,6 +633,171 @@ class StrategyInstance:
             row = self.track(row, vw)  # an endless signal, replayed 1000 candles at a time
             chunk_start = chunk_stop
 
+    async def resolve_managed(
+        self, feed: MinuteFeed, row: SignalRow, frame_end_ms: int, *, activated: bool
+    ) -> tuple[SignalRow, Outcome]:
+        """POSITION.md item 3: candle by candle, with the strategy's callbacks between candles.
+
+        Each candle first checks, in order, the frame end, a full partial close, the expiry and
+        the SL (wick) / TP (VWAP) of the levels in force; a candle that closes nothing then runs
+        the tracking, the callbacks and the commits (:meth:`manage`), which act from the next one.
+        """
+        p = feed.index(row.pending_at)
+        i = p + 1 if activated else p
+        end_idx = feed.index(frame_end_ms) + 1  # first candle with ts > frame end
+        desk = self.desk = PositionDesk(row, self.config, row.pending_at)
+        marks: set[str] = set()
+        sink = _Emit(self)
+        try:
+            while True:
+                if i >= feed.loaded:
+                    await feed.ensure(i + 1)
+                ts, vw = feed.ts(i), float(feed.vwap[i])
+                if i >= end_idx:
+                    return desk.row, Outcome(ts, "time_expired", vw)
+                outcome = self._candle_close(desk.row, ts, vw, float(feed.low[i]), float(feed.high[i]))
+                if outcome is not None:
+                    return desk.row, outcome
+                await self.manage(desk, marks, ts, vw, feed, sink)
+                i += 1
+        finally:
+            self.desk = None
+
+    def _candle_close(self, row: SignalRow, ts: int, vw: float, low: float, high: float) -> Outcome | None:
+        """Steps b-d of item 3 for one backtest candle (its VWAP includes it, its wick is checked)."""
+        if row.close_note == FULL_PARTIAL_CLOSE:
+            return Outcome(ts, "closed", vw, record_excursion=False)
+        if ts - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
+            return Outcome(ts, "time_expired", vw)
+        sl, tp = row.stop_loss_eff, row.take_profit_eff
+        if row.is_long:
+            if low <= sl:
+                return Outcome(ts, "stop_loss", sl)
+            if vw >= tp:
+                return Outcome(ts, "take_profit", tp)
+        else:
+            if high >= sl:
+                return Outcome(ts, "stop_loss", sl)
+            if vw <= tp:
+                return Outcome(ts, "take_profit", tp)
+        return None
+
+    async def manage(
+        self,
+        desk: PositionDesk,
+        marks: set[str],
+        ts: int,
+        vw: float,
+        feed: MinuteFeed | None,
+        sink: _Sink,
+    ) -> None:
+        """Step e of item 3 for one candle (live: one tick) that closed nothing: peak/fall, the
+        callbacks in the reference's order, milestone events, then the commits as events."""
+        row = desk.row
+        d = vw - row.open_eff if row.is_long else row.open_eff - vw
+        desk.when_ms = ts
+        ctx = ctxmod.ExecutionContext(
+            self.symbol, ts, self.backtest, self.client, feed, desk, None if self.backtest else vw
+        )
+        token = ctxmod.current.set(ctx)
+        try:
+            when = from_ms(ts)
+            if d > 0:
+                desk.row = self._peak(desk.row, vw)
+            elif d < 0:
+                desk.row = self._fall(desk.row, vw)
+            await self._ping(desk, ts, vw, when, sink)
+            if d > 0:
+                await self._breakeven_offer(desk, marks, ts, vw, when, sink)
+                await self._progress(desk, marks, "profit", ts, vw, when, sink)
+            elif d < 0:
+                await self._progress(desk, marks, "loss", ts, vw, when, sink)
+        finally:
+            ctxmod.current.reset(token)
+        for commit in desk.take_commits():
+            await sink.commit(self._commit_event(commit, ts))
+
+    def _peak(self, row: SignalRow, vw: float) -> SignalRow:
+        if vw > row.peak_price if row.is_long else vw < row.peak_price:
+            p = self.pnl_at(row, vw)
+            if p > 0:
+                return row.model_copy(update={"peak_price": vw, "peak_pnl": p})
+        return row
+
+    def _fall(self, row: SignalRow, vw: float) -> SignalRow:
+        if vw < row.fall_price if row.is_long else vw > row.fall_price:
+            return row.model_copy(update={"fall_price": vw, "fall_pnl": self.pnl_at(row, vw)})
+        return row
+
+    async def _ping(self, desk: PositionDesk, ts: int, vw: float, when: Any, sink: _Sink) -> None:
+        row = desk.row
+        await sink.position(self._position_event("active_ping", row, vw, ts))
+        await self.bus.hook(self.callback("on_active_ping"), self.symbol, row, vw, when)
+
+    async def _breakeven_offer(
+        self, desk: PositionDesk, marks: set[str], ts: int, vw: float, when: Any, sink: _Sink
+    ) -> None:
+        """Item 18: once per signal, when the candle's VWAP clears the breakeven threshold."""
+        row = desk.row
+        if "breakeven" in marks or not desk.breakeven_reached(row, vw):
+            return
+        marks.add("breakeven")
+        await sink.position(self._position_event("breakeven", row, vw, ts))
+        await self.bus.hook(self.callback("on_breakeven"), self.symbol, row, vw, when)
+
+    async def _progress(
+        self, desk: PositionDesk, marks: set[str], kind: str, ts: int, vw: float, when: Any, sink: _Sink
+    ) -> None:
+        """Item 12: the milestones reached (events) and the partial callback with the progress."""
+        row = desk.row
+        progress = _progress_percent(row, kind, vw)
+        for level in MILESTONE_LEVELS:
+            mark = f"{kind}:{level}"
+            if level <= progress and mark not in marks:
+                marks.add(mark)
+                await sink.position(self._position_event(f"partial_{kind}", row, vw, ts, level))
+        name = "on_partial_profit" if kind == "profit" else "on_partial_loss"
+        await self.bus.hook(self.callback(name), self.symbol, row, progress, vw, when)
+
+    def _position_event(
+        self, kind: str, row: SignalRow, price: float, ts: int, level: int | None = None
+    ) -> PositionEvent:
+        return PositionEvent(
+            kind,
+            self.symbol,
+            self.strategy.name,
+            self.client.name,
+            self.frame_name,
+            row,
+            price,
+            self.backtest,
+            ts,
+            level,
+        )
+
+    def _commit_event(self, commit: Commit, ts: int) -> CommitEvent:
+        meta = {
+            "symbol": self.symbol,
+            "strategyName": self.strategy.name,
+            "exchangeName": self.client.name,
+            "frameName": self.frame_name,
+            "backtest": self.backtest,
+            "timestamp": ts,
+            "pnl": self.pnl_at(commit.row, commit.price),
+        }
+        return CommitEvent(
+            commit.action,
+            self.symbol,
+            self.strategy.name,
+            self.client.name,
+            self.frame_name,
+            self.backtest,
+            ts,
+            commit.price,
+            commit.row,
+            commit_json(commit, **meta),
+        )
+
     async def resolve_scheduled(
         self, feed: MinuteFeed, row: SignalRow, frame_end_ms: int
     ) -> tuple[str, int, float]:
@@ -601,19 +823,23 @@ class StrategyInstance:
 
     # ------------------------------------------------------------------ live: one tick at a time
     def step_pending(self, row: SignalRow, when_ms: int, vwap: float, last: Candle) -> Outcome | None:
-        """Item 23: SL on the last closed candle's wick, TP on VWAP, expiry at VWAP."""
+        """Item 23: a full partial close first, then expiry at VWAP, SL on the last closed
+        candle's wick, TP on VWAP (the levels in force, trailing included)."""
+        if row.close_note == FULL_PARTIAL_CLOSE:
+            return Outcome(when_ms, "closed", vwap, record_excursion=False)
         if when_ms - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
             return Outcome(when_ms, "time_expired", vwap)
+        sl, tp = row.stop_loss_eff, row.take_profit_eff
         if row.is_long:
-            if last.low <= row.price_stop_loss:
-                return Outcome(when_ms, "stop_loss", row.price_stop_loss)
-            if vwap >= row.price_take_profit:
-                return Outcome(when_ms, "take_profit", row.price_take_profit)
+            if last.low <= sl:
+                return Outcome(when_ms, "stop_loss", sl)
+            if vwap >= tp:
+                return Outcome(when_ms, "take_profit", tp)
         else:
-            if last.high >= row.price_stop_loss:
-                return Outcome(when_ms, "stop_loss", row.price_stop_loss)
-            if vwap <= row.price_take_profit:
-                return Outcome(when_ms, "take_profit", row.price_take_profit)
+            if last.high >= sl:
+                return Outcome(when_ms, "stop_loss", sl)
+            if vwap <= tp:
+                return Outcome(when_ms, "take_profit", tp)
         return None
 
     def step_scheduled(self, row: SignalRow, when_ms: int, vwap: float) -> Outcome | None:
@@ -631,6 +857,60 @@ class StrategyInstance:
             if vwap >= row.price_open:
                 return Outcome(when_ms, "activate", row.price_open)
         return None
+
+
+def _progress_percent(row: SignalRow, kind: str, vw: float) -> float:
+    """How far the price went toward the take-profit (``profit``) or the stop (``loss``), 0-100."""
+    po = row.open_eff
+    if kind == "profit":
+        target = row.take_profit_eff
+        num, den = (vw - po, target - po) if row.is_long else (po - vw, po - target)
+    else:
+        target = row.stop_loss_eff
+        num, den = (po - vw, po - target) if row.is_long else (vw - po, target - po)
+    if den <= 0:
+        return 100.0
+    return min(100.0, max(0.0, num / den * 100))
+
+
+class _Sink:
+    """Where the position events of a candle go."""
+
+    async def position(self, event: PositionEvent) -> None:
+        raise NotImplementedError
+
+    async def commit(self, event: CommitEvent) -> None:
+        raise NotImplementedError
+
+
+class _Emit(_Sink):
+    """Backtest: events go out at once (a listener may commit through the context-explicit API)."""
+
+    def __init__(self, inst: StrategyInstance) -> None:
+        self._bus = inst.bus
+
+    async def position(self, event: PositionEvent) -> None:
+        subject = self._bus.position_subject(event.kind)
+        if subject:
+            await subject.emit(event)
+
+    async def commit(self, event: CommitEvent) -> None:
+        if self._bus.strategy_commit:
+            await self._bus.strategy_commit.emit(event)
+
+
+@dataclass
+class _Collect(_Sink):
+    """Live: events are kept and sent once the tick's new state is durable."""
+
+    events: list[PositionEvent] = field(default_factory=list)
+    commits: list[CommitEvent] = field(default_factory=list)
+
+    async def position(self, event: PositionEvent) -> None:
+        self.events.append(event)
+
+    async def commit(self, event: CommitEvent) -> None:
+        self.commits.append(event)
 
 
 class _Resume:

@@ -24,7 +24,7 @@ from .candles import MINUTE_MS, iso
 from .clock import Clock, WallClock
 from .config import EngineConfig
 from .errors import ConfigurationError, CorruptStateError, PersistenceError
-from .events import DoneEvent, EventBus, PerformanceEvent
+from .events import CommitEvent, DoneEvent, EventBus, PerformanceEvent
 from .lifecycle import SignalState, StrategyInstance, Transition
 from .market import ExchangeClient
 from .persistence import FilePersistence, PersistenceAdapter
@@ -157,6 +157,7 @@ class LiveMode:
             config=cfg,
             risks=self._risks,
             risk_schema=reg.risks.get(strat.risk) if strat.risk else None,
+            bus=self._bus,
         )
         store = persistence or FilePersistence(cfg.state_dir)
         store.init()
@@ -239,6 +240,11 @@ class LiveMode:
         for result in step.results:
             session.record.add(result)
             await bus.result(result)
+        for notice in step.notices:
+            if isinstance(notice, CommitEvent):
+                await bus.strategy_commit.emit(notice)
+            else:
+                await bus.position_subject(notice.kind).emit(notice)
         for name, args in step.hooks:
             await bus.hook(inst.callback(name), *args)
         return step, session.stop_requested and step.state.flat
@@ -255,6 +261,7 @@ class LiveMode:
             "scheduled": state.scheduled.to_json() if state.scheduled else None,
             "lastPendingId": state.last_pending_id,
             "lastBucket": state.last_bucket,
+            "milestones": sorted(state.milestones),
             "lastResult": last.flat() if last is not None else session.last_result,
             "lastTickMs": when,
             "updatedAt": iso(int(time.time() * 1000)),
@@ -386,4 +393,5 @@ def restored_state(record: Mapping[str, Any]) -> SignalState:
         scheduled=SignalRow.from_json(scheduled) if scheduled else None,
         last_bucket=record.get("lastBucket"),
         last_pending_id=record.get("lastPendingId"),
+        milestones=frozenset(str(m) for m in record.get("milestones") or ()),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from .candles import iso
 from .signals import AnyResult, CancelledResult, ClosedResult
 from .stats import Trade, compute_stats
+from .summary import DEFAULT_STAKE, FrameInfo, Summary, summarize
 
 
 @dataclass
@@ -32,6 +33,9 @@ class RunRecord:
     cancelled: list[CancelledResult] = field(default_factory=list)
     ended: list[ClosedResult | CancelledResult] = field(default_factory=list)  # emission order
     last_when: int = 0
+    #: The frame's range and first/last price, when the caller knows them (buy-and-hold, exposure).
+    frame_info: FrameInfo | None = None
+    stake: float = DEFAULT_STAKE
 
     def add(self, result: AnyResult) -> None:
         """Keep ``result`` if it ends a signal (closed or cancelled); ignore the rest."""
@@ -46,6 +50,10 @@ class RunRecord:
 
     def stats(self) -> dict[str, Any]:
         return compute_stats([trade_of(r) for r in self.closed])
+
+    def summary(self) -> Summary:
+        """The numbers a trader reads first (see :mod:`.summary`)."""
+        return summarize(self.closed, frame=self.frame_info, stake=self.stake, cancelled=len(self.cancelled))
 
     def signals(self) -> list[dict[str, Any]]:
         """The flattened rows (the parity ``signals.json`` shape, with ``id``), in emission order."""
@@ -63,6 +71,7 @@ class RunRecord:
             columns=columns,
             max_rows=max_rows,
             cancelled=len(self.cancelled),
+            summary=self.summary(),
         )
 
     def dump(self, report: str, folder: Path, mode: str) -> Path:
@@ -130,10 +139,10 @@ DEFAULT_COLUMNS = tuple(k for k in COLUMNS if k != "note")
 
 
 _CELLS: dict[str, Callable[[ClosedResult], str]] = {
-    "id": lambda r: r.signal.id,
+    "id": lambda r: r.signal.id[:8],
     "symbol": lambda r: r.signal.symbol,
     "position": lambda r: r.signal.position.upper(),
-    "note": lambda r: r.signal.note.replace("|", "\\|"),
+    "note": lambda r: _capped(r.signal.note).replace("|", "\\|"),
     "open": lambda r: price_text(r.pnl.price_open),
     "close": lambda r: price_text(r.pnl.price_close),
     "tp": lambda r: price_text(r.signal.price_take_profit),
@@ -153,6 +162,168 @@ def _cell(r: ClosedResult, key: str) -> str:
     return _CELLS[key](r)
 
 
+#: A report cell longer than this is cut (the JSON output keeps the whole text).
+MAX_CELL = 32
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _na(reason: str) -> str:
+    return f"N/A ({reason})"
+
+
+def _money(v: float) -> str:
+    return f"{v:,.2f} USD"
+
+
+def _summary_lines(s: Summary) -> list[str]:
+    """The summary table: money and risk first, then counts."""
+
+    def pct(name: str, v: float | None, signed: bool = True) -> str:
+        return _na(s.missing.get(name, "not computed")) if v is None else _pct(v, signed)
+
+    pf = _na(s.missing.get("profit_factor", "")) if s.profit_factor is None else f"{s.profit_factor:.2f}"
+    rate = pct("win_rate", s.win_rate, signed=False)
+    exposure = pct("exposure", s.exposure, signed=False)
+    reasons = ", ".join(f"{k} {v}" for k, v in s.exit_reasons.items()) or "none"
+    cancelled = f" (and {s.cancelled} cancelled)" if s.cancelled else ""
+    rows = [
+        ("Final equity", f"{_money(s.final_equity)} from {_money(s.stake)}"),
+        ("Return (compounded)", _pct(s.compounded_return)),
+        ("Buy and hold (same frame)", pct("buy_and_hold_return", s.buy_and_hold_return)),
+        ("Max drawdown (equity)", _pct(s.max_drawdown, signed=False)),
+        ("Profit factor", pf),
+        ("Win rate", f"{rate} ({s.wins} W / {s.losses} L)"),
+        ("Exposure (time in a position)", exposure),
+        ("Trades", f"{s.trades}{cancelled}"),
+        ("Best / worst trade", f"{pct('best_trade', s.best_trade)} / {pct('worst_trade', s.worst_trade)}"),
+        ("Exit reasons", reasons),
+        ("Fixed-size PNL (each trade's own cost)", f"{s.fixed_size_pnl:+,.2f} USD"),
+    ]
+    lines = [
+        "## Summary",
+        "",
+        f"A stake of {_money(s.stake)}, all of it in every trade, one trade after another.",
+        "",
+        "| | |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return lines
+
+
+def _reason(key: str, stats: dict[str, Any]) -> str:
+    """Why the reference statistic ``key`` is missing (the rules of :func:`compute_stats`)."""
+    n = int(stats.get("totalSignals") or 0)
+    if n == 0:
+        return "no trades"
+    if n < 10 and key in _NEEDS_TEN:
+        return "needs ≥ 10 trades"
+    return _REASONS.get(key, "not defined for these trades")
+
+
+_NEEDS_TEN = frozenset(
+    {
+        "stdDev",
+        "sharpeRatio",
+        "annualizedSharpeRatio",
+        "certaintyRatio",
+        "sortinoRatio",
+        "expectancy",
+        "expectedYearlyReturns",
+        "calmarRatio",
+        "recoveryFactor",
+        "trend",
+        "trendStrength",
+        "trendConfidence",
+        "medianStepSize",
+        "buyerPressure",
+        "sellerPressure",
+    }
+)
+_REASONS = {
+    "sharpeRatio": "no variation in PNL",
+    "annualizedSharpeRatio": "needs ≥ 14 days traded, ≤ 1 trade a day, and a Sharpe ratio",
+    "expectedYearlyReturns": "needs ≥ 14 days traded and ≤ 1 trade a day; shown only within ±100 %",
+    "calmarRatio": "needs expected yearly returns and a drawdown",
+    "recoveryFactor": "no drawdown",
+    "certaintyRatio": "no losing trades",
+    "sortinoRatio": "no losing trades",
+    "avgWinDuration": "no winning trades",
+    "avgLossDuration": "no losing trades",
+    "avgConsecutiveWinPnl": "no winning trades",
+    "avgConsecutiveLossPnl": "no losing trades",
+}
+
+
+def _stat_lines(stats: dict[str, Any], cancelled: int) -> list[str]:
+    """The reference's statistics, each missing one with its reason."""
+
+    def pct(key: str, signed: bool = True) -> str:
+        v = stats[key]
+        return _na(_reason(key, stats)) if v is None else _pct(v, signed)
+
+    def num(key: str, digits: int = 3) -> str:
+        v = stats[key]
+        return _na(_reason(key, stats)) if v is None else _num(v, digits)
+
+    w, lo = stats["winCount"], stats["lossCount"]
+    trend = stats["trend"]
+    profile = (
+        f"{trend} ({pct('trendStrength')}/day, R² {num('trendConfidence')}); "
+        f"median step {pct('medianStepSize', signed=False)}; "
+        f"buyer/seller pressure {num('buyerPressure')}/{num('sellerPressure')}"
+        if trend
+        else _na(_reason("trend", stats))
+    )
+    return [
+        "## Statistics (per trade, as the reference computes them)",
+        "",
+        f"**Total signals:** {stats['totalSignals']}"
+        + (f" (and {cancelled} cancelled)" if cancelled else ""),
+        f"**Win rate:** {pct('winRate', signed=False)} ({w} W / {lo} L)",
+        f"**Average PNL:** {pct('avgPnl')} (higher is better)",
+        f"**Sum of per-trade PNL %:** {pct('totalPnl')} (a plain sum, not a return; see the summary)",
+        f"**Median PNL:** {pct('medianPnl')}",
+        f"**Standard deviation:** {pct('stdDev', signed=False)} (lower is better)",
+        f"**Sharpe ratio (per trade):** {num('sharpeRatio')} (higher is better)",
+        f"**Annualized Sharpe ratio:** {num('annualizedSharpeRatio')} (higher is better)",
+        f"**Sortino ratio:** {num('sortinoRatio')} (higher is better)",
+        f"**Certainty ratio:** {num('certaintyRatio')} (avg win / |avg loss|, higher is better)",
+        f"**Expectancy:** {pct('expectancy')} per trade",
+        f"**Expected yearly returns:** {pct('expectedYearlyReturns')}",
+        f"**Max drawdown (equity):** {pct('maxDrawdown', signed=False)} (lower is better)",
+        f"**Calmar ratio:** {num('calmarRatio')}",
+        f"**Recovery factor:** {num('recoveryFactor')}",
+        f"**Average duration:** {num('avgDuration', 1)} min "
+        f"(wins {num('avgWinDuration', 1)}, losses {num('avgLossDuration', 1)})",
+        f"**Average peak / fall PNL:** {pct('avgPeakPnl')} / {pct('avgFallPnl')}",
+        f"**Average consecutive win / loss PNL:** {pct('avgConsecutiveWinPnl')} / "
+        f"{pct('avgConsecutiveLossPnl')}",
+        f"**Price trend:** {profile}",
+        "",
+    ]
+
+
+def _table_lines(closed: Sequence[ClosedResult], cols: Sequence[str], max_rows: int) -> list[str]:
+    rows = list(reversed(closed))[:max_rows]
+    lines = [
+        "## Trades (newest first)",
+        "",
+        "| " + " | ".join(COLUMNS[c] for c in cols) + " |",
+        "| " + " | ".join("---" for _ in cols) + " |",
+    ]
+    lines.extend("| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows)
+    if len(closed) > max_rows:
+        lines += [
+            "",
+            f"*Showing the newest {max_rows} of {len(closed)} closed signals; the statistics cover all.*",
+        ]
+    return [*lines, ""]
+
+
 def render_markdown(
     title: str,
     closed: Sequence[ClosedResult],
@@ -161,52 +332,19 @@ def render_markdown(
     columns: Sequence[str] | None = None,
     max_rows: int = 250,
     cancelled: int = 0,
+    summary: Summary | None = None,
 ) -> str:
-    """The report: a table of closed signals (newest first, capped) and the summary."""
+    """The report: the summary, the table of closed signals (newest first, capped), the statistics."""
     cols = list(columns or DEFAULT_COLUMNS)
     unknown = [c for c in cols if c not in COLUMNS]
     if unknown:
         raise ValueError(f"unknown report columns {unknown}; known: {', '.join(COLUMNS)}")
     lines = [f"# {title}", ""]
     if not closed:
-        lines.append("No signals closed yet.")
+        lines.append("No signals closed yet." + (f" ({cancelled} cancelled.)" if cancelled else ""))
         return "\n".join(lines) + "\n"
-    rows = list(reversed(closed))[:max_rows]
-    lines.append("| " + " | ".join(COLUMNS[c] for c in cols) + " |")
-    lines.append("| " + " | ".join("---" for _ in cols) + " |")
-    lines.extend("| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows)
-    if len(closed) > max_rows:
-        lines.append("")
-        lines.append(
-            f"*Showing the newest {max_rows} of {len(closed)} closed signals; the statistics cover all.*"
-        )
-    w, lo = stats["winCount"], stats["lossCount"]
-    lines += [
-        "",
-        f"**Total signals:** {stats['totalSignals']}"
-        + (f" (and {cancelled} cancelled)" if cancelled else ""),
-        f"**Win rate:** {_pct(stats['winRate'], signed=False)} ({w} W / {lo} L)",
-        f"**Average PNL:** {_pct(stats['avgPnl'])} (higher is better)",
-        f"**Total PNL:** {_pct(stats['totalPnl'])} (higher is better)",
-        f"**Median PNL:** {_pct(stats['medianPnl'])}",
-        f"**Standard deviation:** {_pct(stats['stdDev'], signed=False)} (lower is better)",
-        f"**Sharpe ratio (per trade):** {_num(stats['sharpeRatio'])} (higher is better)",
-        f"**Annualized Sharpe ratio:** {_num(stats['annualizedSharpeRatio'])} (higher is better)",
-        f"**Sortino ratio:** {_num(stats['sortinoRatio'])} (higher is better)",
-        f"**Certainty ratio:** {_num(stats['certaintyRatio'])} (avg win / |avg loss|, higher is better)",
-        f"**Expectancy:** {_pct(stats['expectancy'])} per trade",
-        f"**Expected yearly returns:** {_pct(stats['expectedYearlyReturns'])}",
-        f"**Max drawdown (equity):** {_pct(stats['maxDrawdown'], signed=False)} (lower is better)",
-        f"**Calmar ratio:** {_num(stats['calmarRatio'])}",
-        f"**Recovery factor:** {_num(stats['recoveryFactor'])}",
-        f"**Average duration:** {_num(stats['avgDuration'], 1)} min "
-        f"(wins {_num(stats['avgWinDuration'], 1)}, losses {_num(stats['avgLossDuration'], 1)})",
-        f"**Average peak / fall PNL:** {_pct(stats['avgPeakPnl'])} / {_pct(stats['avgFallPnl'])}",
-        f"**Average consecutive win / loss PNL:** {_pct(stats['avgConsecutiveWinPnl'])} / "
-        f"{_pct(stats['avgConsecutiveLossPnl'])}",
-        f"**Price trend:** {stats['trend'] or 'N/A'} ({_pct(stats['trendStrength'])}/day, "
-        f"R² {_num(stats['trendConfidence'])}); median step {_pct(stats['medianStepSize'], signed=False)}; "
-        f"buyer/seller pressure {_num(stats['buyerPressure'])}/{_num(stats['sellerPressure'])}",
-        "",
-    ]
+    summary = summary or summarize(closed, cancelled=cancelled)
+    lines += [*_summary_lines(summary), ""]
+    lines += _table_lines(closed, cols, max_rows)
+    lines += _stat_lines(stats, cancelled)
     return "\n".join(lines)

@@ -109,6 +109,7 @@ def _instance(engine: bk.Engine, strategy: str) -> tuple[StrategyInstance, Minut
         config=engine.config,
         risks=engine.risks,
         risk_schema=reg.risks.get(schema.risk) if schema.risk else None,
+        bus=engine.events,
     )
     feed = MinuteFeed(client, SYM, start_ms=DAY2.start_ms, horizon_ms=DAY2.end_ms, avg=5)
     return inst, feed
