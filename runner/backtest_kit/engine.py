@@ -16,10 +16,12 @@ from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from .backtest import BacktestMode
+from .candles import CandleArrays
 from .config import EngineConfig, merge_config
 from .events import EventBus, Subject, Unsubscribe
 from .examples import register_builtins
 from .live import LiveMode
+from .market import ExchangeClient
 from .registry import Registry
 from .risks import RiskBook
 from .walker import WalkerMode
@@ -65,6 +67,14 @@ class Engine:
     def reset_config(self) -> EngineConfig:
         self.config = EngineConfig()
         return self.config
+
+    async def fetch_candles(
+        self, exchange: str, symbol: str, interval: str, since_ms: int, limit: int, *, backtest: bool = True
+    ) -> CandleArrays:
+        """Exactly ``limit`` candles of a registered exchange from ``since_ms``: chunked, retried and
+        validated as every run reads them (raises ``CandleDataError`` / ``ExchangeUnavailableError``)."""
+        client = ExchangeClient(self.registry.exchanges.get(exchange), backtest=backtest, config=self.config)
+        return await client.fetch(symbol, interval, since_ms, limit)
 
 
 _default: list[Engine] = []

@@ -10,9 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backtest_kit.context import get_candles
-from backtest_kit import add_strategy
-from backtest_kit.signals import SignalDto
+from backtest_kit import SignalDto, add_strategy, get_candles
 
 STRATEGY = "momentum"
 

@@ -12,9 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backtest_kit.context import get_candles
-from backtest_kit import add_strategy
-from backtest_kit.signals import SignalDto
+from backtest_kit import SignalDto, add_strategy, get_candles
 
 STRATEGY = "sma-cross"
 
