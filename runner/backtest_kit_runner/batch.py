@@ -22,11 +22,14 @@ from types import ModuleType
 from typing import Any
 
 import backtest_kit
+from backtest_kit import BacktestRun
 from backtest_kit.candles import to_ms
-from backtest_kit.charts import equity_curve, write_chart
-from backtest_kit.errors import ConfigurationError
+from backtest_kit.chart_html import build_figure, check_chart_path, write_chart
+from backtest_kit.charts import equity_curve
+from backtest_kit.errors import BacktestKitError, ConfigurationError
 from backtest_kit.eventlog import EventLog
 from backtest_kit.metrics import metric_value
+from backtest_kit.notebook import chart_candles, frame_info, resolve_frame
 from backtest_kit.reports import trade_of
 
 from .exchange_setup import PreparedExchange, prepare_exchange
@@ -38,6 +41,8 @@ from .options import (
     WalkerOptions,
     WalkerTaskOptions,
 )
+from .progress import BacktestProgress, Bar
+from .reporting import ErrorTally
 
 log = logging.getLogger("backtest_kit_runner.batch")
 
@@ -141,8 +146,16 @@ def _describe(frame: Frame | str, interval: str) -> str:
     return f"from {frame.start.isoformat()} to {frame.end.isoformat()} ({interval})"
 
 
-async def backtest_once(job: BacktestJob) -> dict[str, Any]:
-    """Load, validate, run the backtest and return ``{strategy, metric, metricValue, stats, ...}``."""
+class AllAsksFailedError(BacktestKitError):
+    """Every call of the strategy's ``get_signal`` failed: the run says nothing about the strategy."""
+
+
+async def backtest_once(job: BacktestJob, *, chart: Path | None = None) -> dict[str, Any]:
+    """Load, validate, run the backtest and return ``{strategy, metric, metricValue, stats, ...}``.
+
+    The result also carries the run's ``asks`` (``get_signal`` calls), ``signalErrors`` and the
+    ``summary``; with ``chart`` the trading chart is written while the exchange is still open.
+    """
     modules = load_modules(job.load)
     chosen = resolve_strategy(job.strategy, job.params, modules, registered=backtest_kit.list_strategies)
     prepared = _prepare(job.exchange, job.exchange_options)
@@ -150,6 +163,7 @@ async def backtest_once(job: BacktestJob) -> dict[str, Any]:
     describe = _describe(job.frame, job.frame_interval)
     log.info("backtest %s %s on %s %s", job.symbol, chosen.name, prepared.name, describe)
     event_log = EventLog(job.events) if job.events is not None else None
+    engine = backtest_kit.default_engine()
     try:
         async for result in backtest_kit.Backtest.run(
             job.symbol, strategy=chosen.name, exchange=prepared.name, frame=frame_name
@@ -158,6 +172,18 @@ async def backtest_once(job: BacktestJob) -> dict[str, Any]:
                 event_log.append(result.flat())
             if job.on_result is not None:
                 job.on_result(result)
+        run = engine.backtest.latest(job.symbol, chosen.name)
+        assert run is not None, "Backtest.run records its run"
+        schema = resolve_frame(frame_name, engine)
+        run.record.frame_info = await frame_info(engine, job.symbol, prepared.name, schema)
+        if chart is not None and not (run.asks and run.signal_errors == run.asks):
+            candles = await chart_candles(engine, job.symbol, prepared.name, schema)
+            trades = [trade_of(r) for r in run.record.closed]
+            title = f"{chosen.name} on {job.symbol} ({prepared.name}, {describe})"
+            figure = build_figure(
+                candles, run.record.closed, equity_curve(trades), title=title, start_ms=schema.start_ms
+            )
+            write_chart(chart, figure)
     finally:
         if event_log is not None:
             event_log.close()
@@ -171,33 +197,23 @@ async def backtest_once(job: BacktestJob) -> dict[str, Any]:
         "params": dict(chosen.params),
         "metric": job.metric,
         "metricValue": metric_value(stats, job.metric),
+        "asks": run.asks,
+        "signalErrors": run.signal_errors,
+        "summary": run.record.summary().to_json(),
         "stats": stats,
     }
 
 
-class Progress:
-    """A one-line progress bar on a terminal; silent otherwise (logs and pipes stay clean)."""
-
-    WIDTH = 30
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, event: Any) -> None:
-        if not self.enabled:
-            return
-        done = int(event.progress * self.WIDTH)
-        sys.stderr.write(
-            f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {event.progress * 100:5.1f}% "
-            f"{event.processed_frames}/{event.total_frames} ticks"
+def run_verdict(strategy: str, run: BacktestRun) -> str | None:
+    """A line about a run that says nothing about the strategy (no signal, or every ask failed)."""
+    if run.asks and run.signal_errors == run.asks:
+        return f"error: get_signal of {strategy!r} failed on every one of its {run.asks:,} asks; no trades"
+    if not run.record.ended and not run.signal_errors and not run.record.closed:
+        return (
+            f"note: {strategy!r} returned no signal in {run.asks:,} asks of get_signal "
+            "(every call returned None)"
         )
-        if event.processed_frames >= event.total_frames:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def _errors_to_stderr(exc: BaseException) -> None:
-    sys.stderr.write(f"error: {exc}\n")
+    return None
 
 
 def _check_outputs(options: BacktestOptions) -> None:
@@ -208,12 +224,16 @@ def _check_outputs(options: BacktestOptions) -> None:
         ("--chart", options.chart),
     ):
         check_output(path, flag, make_parents=True)
+    if options.chart is not None:
+        check_chart_path(options.chart)
 
 
 async def run_backtest(options: BacktestOptions) -> int:
-    """``backtest``: the report on stdout (unless --quiet); JSON, report, chart, result on request."""
+    """``backtest``: the report on stdout (unless --quiet); JSON, report, chart, result on request.
+
+    Files are written only once the run has finished, so an interrupted run leaves none behind.
+    """
     _check_outputs(options)
-    closed: list[Any] = []
     job = BacktestJob(
         symbol=options.symbol,
         strategy=options.strategy,
@@ -225,35 +245,44 @@ async def run_backtest(options: BacktestOptions) -> int:
         frame_interval=options.frame_interval,
         metric=options.metric,
         events=options.events,
-        on_result=lambda r: closed.append(r) if getattr(r, "action", None) == "closed" else None,
     )
-    unsubscribe = [
-        backtest_kit.listen_error(_errors_to_stderr),
-        backtest_kit.listen_progress_backtest(Progress(sys.stderr.isatty() and not options.quiet)),
-    ]
+    errors = ErrorTally(debug=options.debug)
+    progress = BacktestProgress(sys.stderr.isatty() and not options.quiet)
+    unsubscribe = [backtest_kit.listen_error(errors), backtest_kit.listen_progress_backtest(progress)]
     try:
-        result = await backtest_once(job)
+        result = await backtest_once(job, chart=options.chart)
     finally:
+        progress.interrupt()
         for off in unsubscribe:
             off()
-    await _write_backtest_files(options, result, closed)
+        errors.finish()
+    run = backtest_kit.default_engine().backtest.latest(options.symbol, str(result["strategy"]))
+    assert run is not None
+    verdict = run_verdict(str(result["strategy"]), run)
+    if verdict is not None:
+        sys.stderr.write(verdict + "\n")
+    if run.asks and run.signal_errors == run.asks:
+        return 1
+    await _write_backtest_files(options, result)
     return 0
 
 
-async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any], closed: list[Any]) -> None:
+async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any]) -> None:
     symbol, strategy = options.symbol, str(result["strategy"])
     if options.output is not None:
         write_result(options.output, result_message({"label": strategy, **result}), echo=False)
     if options.json_file is not None:
-        payload = {"signals": backtest_kit.Backtest.get_signals(symbol, strategy), "stats": result["stats"]}
+        payload = {
+            "signals": backtest_kit.Backtest.get_signals(symbol, strategy),
+            "stats": result["stats"],
+            "summary": result["summary"],
+            "asks": result["asks"],
+            "signalErrors": result["signalErrors"],
+        }
         write_text(options.json_file, json.dumps(payload, indent=1, allow_nan=False) + "\n")
     report = await backtest_kit.Backtest.get_report(symbol, strategy)
     if options.report is not None:
         write_text(options.report, report)
-    if options.chart is not None:
-        options.chart.parent.mkdir(parents=True, exist_ok=True)
-        trades = [trade_of(r) for r in closed]
-        write_chart(options.chart, equity_curve(trades), f"{strategy} on {symbol}")
     if not options.quiet:
         sys.stdout.write(report)
         sys.stdout.flush()
@@ -306,12 +335,12 @@ def _inline_walker(options: WalkerOptions, modules: list[ModuleType], exchange: 
     return INLINE_WALKER
 
 
-def _progress_line(progress: Mapping[str, Any]) -> str:
+def _progress_line(progress: Mapping[str, Any], eta: str) -> str:
     value = progress["metricValue"]
-    shown = "N/A" if value is None else format(value, ".6g")
+    shown = "N/A (no value)" if value is None else format(value, ".6g")
     return (
         f"[{progress['strategiesTested']}/{progress['totalStrategies']}] {progress['strategyName']}: "
-        f"{progress['metric']}={shown} (best {progress['bestStrategy']})\n"
+        f"{progress['metric']}={shown} (best {progress['bestStrategy']}; {eta})\n"
     )
 
 
@@ -320,7 +349,9 @@ async def run_walker(options: WalkerOptions) -> int:
     check_output(options.json_file, "--json", make_parents=True)
     modules = load_modules(options.load)
     prepared = _prepare(options.exchange, options.exchange_options)
-    unsubscribe = backtest_kit.listen_error(_errors_to_stderr)
+    errors = ErrorTally(debug=options.debug)
+    unsubscribe = backtest_kit.listen_error(errors)
+    bar = Bar(False, "strategies")  # the clock of the ETA; one line per strategy is the display
     try:
         name = options.walker or _inline_walker(options, modules, prepared.name)
         if name not in backtest_kit.list_walkers():
@@ -328,9 +359,14 @@ async def run_walker(options: WalkerOptions) -> int:
             raise ConfigurationError(f"unknown walker {name!r}; registered: {known}")
         async for progress in backtest_kit.Walker.run(options.symbol, walker=name, jobs=options.jobs):
             if not options.quiet:
-                sys.stderr.write(_progress_line(progress))
+                sys.stderr.write(
+                    _progress_line(
+                        progress, bar.eta(progress["strategiesTested"], progress["totalStrategies"])
+                    )
+                )
     finally:
         unsubscribe()
+        errors.finish()
         await prepared.aclose()
     data = await backtest_kit.Walker.get_data(options.symbol, name)
     if options.json_file is not None:

@@ -40,7 +40,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 #: The kinds of ``--exchange`` the runner builds itself (see :mod:`.exchange_setup`).
 EXCHANGE_KINDS: tuple[str, ...] = ("synthetic", "csv:<path>", "binance[:URL]", "ccxt:<exchange id>")
-CHART_SUFFIXES: tuple[str, ...] = (".html", ".svg", ".png")
+CHART_SUFFIXES: tuple[str, ...] = (".html", ".png", ".svg")
 
 
 class OptionsError(ValueError):
@@ -146,7 +146,10 @@ def _frame_interval(value: object) -> object:
 
 def _chart(value: object) -> object:
     if isinstance(value, str | Path) and Path(value).suffix.lower() not in (*CHART_SUFFIXES, ".htm"):
-        raise ValueError(f"{str(value)!r}: the chart is written as {', '.join(CHART_SUFFIXES)}")
+        raise ValueError(
+            f"{str(value)!r}: the chart is written as {', '.join(CHART_SUFFIXES)} "
+            "(.html is interactive; .png and .svg need kaleido)"
+        )
     return value
 
 
@@ -287,7 +290,13 @@ OPTIONS: dict[str, OptionSpec] = _specs(
         metavar="FILE",
     ),
     OptionSpec("report", "write the markdown report here", metavar="FILE"),
-    OptionSpec("chart", "write the equity curve here", metavar="FILE", choices=CHART_SUFFIXES),
+    OptionSpec(
+        "chart",
+        "write the trading chart here (candles, trades, equity, drawdown, volume); "
+        ".html is interactive and works offline, .png/.svg need kaleido",
+        metavar="FILE",
+        choices=CHART_SUFFIXES,
+    ),
     OptionSpec(
         "output",
         "write the compact result JSON here (the form a pod's termination message carries)",
@@ -301,7 +310,16 @@ OPTIONS: dict[str, OptionSpec] = _specs(
         "job_completion_index", "which task to run (set by an indexed Job)", env="JOB_COMPLETION_INDEX"
     ),
     OptionSpec("quiet", "print nothing on stdout (results, reports)", switch=True),
+    OptionSpec("drain", "start draining: open nothing new, exit 0 once no signal is open", switch=True),
+    OptionSpec(
+        "control_token_file",
+        "file holding the bearer token the mutating HTTP endpoints require (unset: loopback only)",
+        metavar="FILE",
+    ),
     OptionSpec("log_level", "log level on stderr", metavar="LEVEL", choices=LOG_LEVELS),
+    OptionSpec(
+        "debug", "show the traceback of a failure (otherwise one line says what went wrong)", switch=True
+    ),
 )
 
 
@@ -314,6 +332,7 @@ class RunnerOptions(BaseModel):
     SPECS: ClassVar[tuple[OptionSpec, ...]] = ()
 
     log_level: LogLevel = "INFO"
+    debug: bool = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -372,6 +391,8 @@ class TraderOptions(_Market):
     http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)
     http_host: str = Field("0.0.0.0", min_length=1)
     quiet: bool = False
+    drain: bool = False
+    control_token_file: Path | None = None
 
     @model_validator(mode="after")
     def _replay_consistent(self) -> TraderOptions:
@@ -470,6 +491,8 @@ COMMANDS: dict[str, type[RunnerOptions]] = {
 DEFAULT_COMMAND = TraderOptions.COMMAND
 #: ``run X`` is ``X`` (the pod entry point of older manifests); ``run`` alone is ``live``.
 RUN_ALIAS = "run"
+#: ``data download ...`` has its own parser (:mod:`.data`): it runs no strategy.
+DATA_COMMAND = "data"
 
 
 # -- the command line ---------------------------------------------------------------------------------
@@ -513,15 +536,30 @@ def build_parser(prog: str = "backtest-kit") -> argparse.ArgumentParser:
             "130/143 interrupted."
         ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="{backtest,live,walker,walker-task,run}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="{backtest,live,walker,walker-task,data,run}")
     for name, cls in COMMANDS.items():
         doc = (cls.__doc__ or "").strip().replace("``", "'")
         summary = doc.splitlines()[0].partition(": ")[2] or doc  # the docstring says "'name': what"
         cmd = sub.add_parser(name, help=summary, description=doc)
         for spec in cls.SPECS:
             _add_option(cmd, cls, spec)
+    sub.add_parser(
+        DATA_COMMAND,
+        help="'data download': fill a local Parquet cache of exchange candles (see 'data download --help')",
+    )
     sub.add_parser(RUN_ALIAS, help=f"'{RUN_ALIAS} X' is the same as 'X'; '{RUN_ALIAS}' alone is live")
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backtest-kit-operator")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def with_default_command(argv: Sequence[str]) -> list[str]:
@@ -531,7 +569,7 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
         args = args[1:]
         if not args or args[0] in ("-h", "--help"):
             args = [DEFAULT_COMMAND, *args]  # 'run --help' explains live
-    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help")):
+    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
         return args
     return [DEFAULT_COMMAND, *args]
 

@@ -59,7 +59,7 @@ def test_backtest_writes_json_report_and_chart_that_match_the_reference(tmp_path
     assert out["stats"]["totalSignals"] == 151
     assert (tmp_path / "r.md").read_text() == res.stdout
     chart = (tmp_path / "c.html").read_text()
-    assert "<svg" in chart and "<polyline" in chart and "drawdown" in chart
+    assert 'id="backtest-chart"' in chart and '"type":"candlestick"' in chart and "drawdown" in chart
     assert res.stderr == ""  # no progress bar when stderr is not a terminal
 
 
@@ -165,36 +165,38 @@ def test_data_the_market_does_not_have_exits_1_naming_the_request() -> None:
     assert res.returncode == 1 and "symbol=BTCUSDT" in res.stderr and "interval=1m" in res.stderr
 
 
-def test_the_chart_can_be_a_png(tmp_path: Path) -> None:
-    res = cli(
-        "backtest",
-        "--symbol",
-        "SYNUSDT",
-        "--strategy",
-        "a_long_tp1_sl1",
-        "--exchange",
-        "synthetic",
-        "--frame",
-        "2024-01-01..2024-01-03",
-        "--chart",
-        str(tmp_path / "c.png"),
-        "--quiet",
-    )
-    assert res.returncode == 0, res.stderr
-    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_a_png_chart_needs_kaleido_and_a_jpg_is_refused_before_the_run(tmp_path: Path) -> None:
+    import importlib.util
+
+    common = ["backtest", "--symbol", "SYNUSDT", "--strategy", "a_long_tp1_sl1", "--exchange", "synthetic"]
+    common += ["--frame", "2024-01-01..2024-01-03", "--quiet", "--report", str(tmp_path / "r.md")]
+    jpg = cli(*common, "--chart", str(tmp_path / "c.jpg"))
+    assert jpg.returncode == 2 and ".html, .png, .svg" in jpg.stderr
+    png = cli(*common, "--chart", str(tmp_path / "c.png"))
+    if importlib.util.find_spec("kaleido") is None:
+        assert png.returncode == 2 and "need kaleido" in png.stderr and "pip install kaleido" in png.stderr
+        assert not (tmp_path / "r.md").exists()  # refused before the run: nothing written
+    else:
+        assert png.returncode == 0, png.stderr
+        assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_progress_bar_draws_on_a_terminal_and_stays_silent_otherwise(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from backtest_kit.events import ProgressEvent
-    from backtest_kit_runner.batch import Progress as _Progress
+    from backtest_kit_runner.progress import BacktestProgress
 
-    _Progress(True)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 50))
-    _Progress(True)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 200))
-    _Progress(False)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 100))
+    now = [0.0]
+    bar = BacktestProgress(True, clock=lambda: now[0])
+    now[0] = 2.0
+    bar(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 50))
+    now[0] = 8.0
+    bar(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 200))
+    BacktestProgress(False)(ProgressEvent("SYNUSDT", "s", "synthetic", "f", 200, 100))
     err = capsys.readouterr().err
-    assert " 25.0% 50/200 ticks" in err and "100.0% 200/200 ticks\n" in err
+    assert " 25.0% 50/200 ticks, ETA 6 s" in err  # 2 s for a quarter: 6 s for the rest
+    assert "100.0% 200/200 ticks, done in 8 s" in err and err.endswith("\n")
     assert "100/200" not in err
 
 

@@ -8,10 +8,14 @@ same numbers every time. A request the data cannot answer fully (outside the fil
 minute) fails with :class:`CandleDataError` rather than returning something shorter.
 
 Layouts: a directory with one file per symbol (``<dir>/<SYMBOL>.csv`` or ``<dir>/<SYMBOL>.parquet``),
-or one file, either with a ``symbol`` column or holding only the symbol its name says. Columns:
-``timestamp,open,high,low,close,volume`` (more are ignored); ``timestamp`` is the candle's open
-time as epoch milliseconds or ISO-8601 with a timezone (Parquet may also use a timestamp type;
-one without a timezone is read as UTC). Parquet needs the optional ``pyarrow``.
+a download cache (``<dir>/<SYMBOL>/1m/<YYYY-MM>.parquet``, one file per month, as ``backtest-kit
+data download`` writes it), or one file, either with a ``symbol`` column or holding only the
+symbol its name says. Columns: ``timestamp,open,high,low,close,volume`` (more are ignored;
+``open_time`` is accepted for ``timestamp``, and a file without a header is read as Binance's
+kline export: ``open_time,open,high,low,close,volume,close_time,...``); ``timestamp`` is the
+candle's open time as epoch milliseconds, epoch microseconds (Binance's exports since 2025) or
+ISO-8601 with a timezone (Parquet may also use a timestamp type; one without a timezone is read
+as UTC). Parquet needs the optional ``pyarrow``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,27 @@ __all__ = ["SUFFIXES", "CandleFileError", "CandleFileExchange"]
 SUFFIXES: Final = {".csv": "csv", ".parquet": "parquet"}
 
 _COLUMNS: Final = ("timestamp", "open", "high", "low", "close", "volume")
+#: Other spellings of a column (Binance's kline export calls the open time ``open_time``).
+_ALIASES: Final = {"open_time": "timestamp", "open time": "timestamp", "opentime": "timestamp"}
+#: Binance's kline export, when the file has no header.
+BINANCE_EXPORT_COLUMNS: Final = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+]
+#: Open times at or above this are epoch microseconds (as milliseconds they would be past 5138).
+_MICROS_FROM: Final = 100_000_000_000_000
+#: The download cache keeps each symbol's minutes under ``<SYMBOL>/1m/``.
+CACHE_INTERVAL_DIR: Final = "1m"
 _PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 #: Epoch milliseconds below this (1973-03-03) are almost surely epoch seconds.
 _SECONDS_SUSPECT: Final = 100_000_000_000
@@ -113,7 +138,8 @@ class CandleFileExchange:
     def symbols(self) -> list[str]:
         """The symbols this exchange can serve, sorted."""
         if self._dir is not None:
-            return sorted({p.stem for p in self._symbol_files()})
+            cached = {p.name for p in self._dir.iterdir() if (p / CACHE_INTERVAL_DIR).is_dir()}
+            return sorted({p.stem for p in self._symbol_files()} | cached)
         self._load_single_file()
         return sorted(self._arrays)
 
@@ -165,6 +191,14 @@ class CandleFileExchange:
         assert self._dir is not None
         return [p for p in self._dir.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file()]
 
+    def _cache_files(self, symbol: str) -> list[Path] | None:
+        """The month files of ``symbol`` in the download-cache layout, or None when there is none."""
+        assert self._dir is not None
+        folder = self._dir / symbol / CACHE_INTERVAL_DIR
+        if _unsafe_name(symbol) or not folder.is_dir():
+            return None
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+
     def _get_arrays(self, symbol: str) -> CandleArrays:
         cached = self._arrays.get(symbol)
         if cached is not None:
@@ -174,6 +208,13 @@ class CandleFileExchange:
             if symbol not in self._arrays:
                 raise UnknownNameError("symbol", symbol, self._arrays)
             return self._arrays[symbol]
+        months = self._cache_files(symbol)
+        if months:
+            table = _read_many(months)
+            arrays = _build(table, np.arange(len(table.ts)), symbol)
+            self._sources[symbol] = months[0].parent
+            self._arrays[symbol] = arrays
+            return arrays
         candidates = [] if _unsafe_name(symbol) else [p for p in self._symbol_files() if p.stem == symbol]
         if not candidates:
             raise UnknownNameError("symbol", symbol, self.symbols())
@@ -225,8 +266,31 @@ def _unsafe_name(symbol: str) -> bool:
 
 def _read(path: Path) -> _Table:
     if SUFFIXES[path.suffix.lower()] == "parquet":
-        return _read_parquet(path)
-    return _read_csv(path)
+        table = _read_parquet(path)
+    else:
+        table = _read_csv(path)
+    return _Table(table.path, _to_millis(table.ts), table.values, table.symbols, table.where)
+
+
+def _to_millis(ts: IntArray) -> IntArray:
+    """Epoch microseconds (every open time that large) become milliseconds; others are kept."""
+    if ts.size and int(ts.min()) >= _MICROS_FROM and not (ts % 1000).any():
+        return ts // 1000
+    return ts
+
+
+def _read_many(paths: Sequence[Path]) -> _Table:
+    """The month files of one symbol as one table; ``where`` names the file and row."""
+    tables = [_read(p) for p in paths]
+    offsets = np.cumsum([0, *(len(t.ts) for t in tables)])
+
+    def where(i: int) -> str:
+        k = int(np.searchsorted(offsets, i, side="right")) - 1
+        return f"{tables[k].path.name} {tables[k].where(i - int(offsets[k]))}"
+
+    ts = np.concatenate([t.ts for t in tables]) if tables else np.empty(0, dtype=np.int64)
+    values = {name: np.concatenate([t.values[name] for t in tables]) for name in _COLUMNS[1:]}
+    return _Table(paths[0].parent, ts, values, None, where)
 
 
 def _read_csv(path: Path) -> _Table:
@@ -236,16 +300,20 @@ def _read_csv(path: Path) -> _Table:
             header = next(reader, None)
             if header is None:
                 raise _FileProblem(path, "is empty; expected a header " + ",".join(_COLUMNS))
-            names = [h.strip().lower() for h in header]
-            index = _column_index(path, names)
             rows = [row for row in reader if len(row) > 1 or (row and row[0].strip())]
+            headerless = bool(header) and _is_number(header[0])
+            if headerless:  # Binance's kline export: no header, the columns in its order
+                rows.insert(0, header)
+                header = BINANCE_EXPORT_COLUMNS[: len(header)]
+            names = [_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
+            index = _column_index(path, names)
     except OSError as exc:
         raise _FileProblem(path, f"cannot be read: {exc}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise _FileProblem(path, f"is not a readable CSV file: {exc}") from exc
 
     def where(i: int) -> str:
-        return f"line {i + 2}"
+        return f"line {i + 1 if headerless else i + 2}"
 
     width = max(index.values()) + 1
     short = next((i for i, row in enumerate(rows) if len(row) < width), None)
@@ -256,6 +324,14 @@ def _read_csv(path: Path) -> _Table:
     values = {name: _parse_floats(path, name, columns[index[name]], where) for name in _COLUMNS[1:]}
     symbols = [cell.strip() for cell in columns[index["symbol"]]] if "symbol" in index else None
     return _Table(path, ts, values, symbols, where)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _column_index(path: Path, names: Sequence[str]) -> dict[str, int]:
@@ -329,7 +405,7 @@ def _read_parquet(path: Path) -> _Table:
         table: Any = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise _FileProblem(path, f"is not a readable Parquet file: {exc}") from exc
-    names = [str(n).strip().lower() for n in table.column_names]
+    names = [_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()) for n in table.column_names]
     index = _column_index(path, names)
 
     def where(i: int) -> str:
