@@ -310,6 +310,11 @@ OPTIONS: dict[str, OptionSpec] = _specs(
         "job_completion_index", "which task to run (set by an indexed Job)", env="JOB_COMPLETION_INDEX"
     ),
     OptionSpec("quiet", "print nothing on stdout (results, reports)", switch=True),
+    OptionSpec(
+        "json_lines",
+        "live: print each result as a JSON line (the --events form) instead of a readable line",
+        switch=True,
+    ),
     OptionSpec("drain", "start draining: open nothing new, exit 0 once no signal is open", switch=True),
     OptionSpec(
         "control_token_file",
@@ -391,6 +396,7 @@ class TraderOptions(_Market):
     http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)
     http_host: str = Field("0.0.0.0", min_length=1)
     quiet: bool = False
+    json_lines: bool = False
     drain: bool = False
     control_token_file: Path | None = None
 

@@ -6,26 +6,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from backtest_kit_runner.exchanges import BinanceKlinesExchange
 
-from .fake_binance import FakeBinance, FakeTime
+from .fake_binance import FakeBinance, FakeTime, serve_fake_binance
 
 
 @pytest.fixture
 async def binance() -> AsyncIterator[FakeBinance]:
-    fake = FakeBinance()
-    app = web.Application()
-    app.router.add_get("/api/v3/klines", fake.handle)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.url = f"http://{host}:{port}"
-    yield fake
-    await runner.cleanup()
+    async with serve_fake_binance() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ an empty queue means behave) or pinned to a request number in ``FakeBinance.at``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,3 +184,21 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def serve_fake_binance(fake: FakeBinance | None = None) -> AsyncIterator[FakeBinance]:
+    """Serve ``fake`` (a new one by default) on a free port of 127.0.0.1 while the block runs."""
+    fake = fake or FakeBinance()
+    app = web.Application()
+    app.router.add_get("/api/v3/klines", fake.handle)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    fake.url = f"http://{host}:{port}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()

@@ -212,7 +212,7 @@ class CandleFileExchange:
         if months:
             table = _read_many(months)
             arrays = _build(table, np.arange(len(table.ts)), symbol)
-            self._sources[symbol] = months[0].parent
+            self._sources[symbol] = months[0].parent.parent  # messages name the symbol's folder
             self._arrays[symbol] = arrays
             return arrays
         candidates = [] if _unsafe_name(symbol) else [p for p in self._symbol_files() if p.stem == symbol]
