@@ -8,8 +8,9 @@ client's model classes, and translates ``ApiException`` into three outcomes the 
 
 * "not found" / "already exists" are ordinary answers (``None`` / ``False``), not errors;
 * :class:`ManifestRejected` (400, 422): the object we built is invalid — a permanent problem;
-* :class:`ClusterUnavailable`: anything else (timeouts, 5xx, 429, 403 while RBAC propagates) —
-  transient, retried later.
+* :class:`Forbidden` (403): RBAC, an admission controller or a quota refused the call — shown on
+  the object as a condition and an Event (retried slowly, since an administrator may fix it);
+* :class:`ClusterUnavailable`: anything else (timeouts, 5xx, 429) — transient, retried later.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class ClusterError(Exception):
 
 class ClusterUnavailable(ClusterError):
     """A transient API failure: retry later."""
+
+
+class Forbidden(ClusterUnavailable):
+    """403: not allowed (RBAC, admission, quota). A subclass of ClusterUnavailable so any code that
+    only retries keeps doing so, but handlers show it on the object instead of retrying silently."""
 
 
 class ManifestRejected(ClusterError):
@@ -80,6 +86,8 @@ class Cluster:
             message = _api_message(exc)
             if exc.status in (400, 422):
                 raise ManifestRejected(f"{what}: {message}") from exc
+            if exc.status == 403:
+                raise Forbidden(f"{what}: forbidden: {message}") from exc
             raise ClusterUnavailable(f"{what}: HTTP {exc.status}: {message}") from exc
         except (HTTPError, OSError, json.JSONDecodeError) as exc:
             raise ClusterUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
@@ -163,6 +171,34 @@ class Cluster:
             name,
             namespace,
         )
+
+    async def release_pvc(self, namespace: str, name: str) -> bool:
+        """Drop the PVC's owner references so garbage collection never deletes it (False if gone)."""
+        try:
+            await self._call(
+                f"patch pvc {namespace}/{name}",
+                self._core.patch_namespaced_persistent_volume_claim,
+                name,
+                namespace,
+                {"metadata": {"ownerReferences": None}},
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise ClusterUnavailable(f"patch pvc {namespace}/{name}: {_api_message(exc)}") from exc
+        return True
+
+    # Secrets ------------------------------------------------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(
+            f"get secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+        )
+
+    async def create_secret(self, body: Mapping[str, Any]) -> bool:
+        ns, name = _ns_name(body)
+        return await self._create(f"create secret {ns}/{name}", self._core.create_namespaced_secret, ns, body)
 
     # Jobs and ConfigMaps ------------------------------------------------------------------------
 

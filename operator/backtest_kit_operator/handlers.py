@@ -17,7 +17,9 @@ from typing import Any, cast
 import kopf
 
 from . import traders, walkers
-from .cluster import Cluster, ClusterUnavailable, ManifestRejected
+from .cluster import Cluster, ClusterUnavailable, Forbidden, ManifestRejected
+from .conditions import READY, Condition, merge_conditions
+from .events import status_events
 from .manifests import FINALIZER, GROUP, NAME_LABEL, VERSION, WALKER_LABEL, WALKER_TASK_APP
 from .metrics import OperatorMetrics
 from .models import SpecError
@@ -46,6 +48,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     # Least privilege: no list/watch of CRDs and namespaces; namespaces are named explicitly.
     settings.scanning.disabled = True
+    # Lifecycle Events are posted explicitly (kopf.event, see post_events); kopf's own log lines
+    # become Events from WARNING up, so a failing handler is visible in ``kubectl describe`` too.
+    settings.posting.enabled = True
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -55,7 +60,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.services = Services(
         settings=SETTINGS,
         cluster=Cluster.from_environment(),
-        runners=RunnerClient(SETTINGS.http_timeout),
+        runners=RunnerClient(SETTINGS.http_timeout, limit=SETTINGS.status_limit_bytes),
         metrics=metrics,
     )
 
@@ -67,10 +72,43 @@ async def shut_down(memo: kopf.Memo, **_: Any) -> None:
         await services(memo).close()
 
 
+#: Seconds between two attempts at a call the cluster refused with 403 (an administrator must act).
+FORBIDDEN_RETRY_S = 30.0
+
+
+def post_events(body: kopf.Body, before: dict[str, Any], after: dict[str, Any], notes: Any = ()) -> None:
+    """Post the Events that the status change (and the plan's notes) deserve, on the object."""
+    for kind, reason, message in [*status_events(before, after), *notes]:
+        kopf.event(body, type=kind, reason=reason, message=message[:1000])
+
+
 def _publish(plan: Plan, body: kopf.Body, patch: kopf.Patch) -> None:
-    delta = status_delta(dict(body.get("status") or {}), plan.status)
+    current = dict(body.get("status") or {})
+    delta = status_delta(current, plan.status)
     if delta:
         patch.setdefault("status", {}).update(delta)
+    post_events(body, current, {**current, **plan.status}, plan.notes)
+
+
+def _forbidden_status(body: kopf.Body, exc: Exception, patch: kopf.Patch) -> None:
+    """A 403 is shown, not retried silently: phase Failed, Ready=False/Forbidden, an Event."""
+    current = dict(body.get("status") or {})
+    message = f"the cluster refused a call the operator needs: {exc}"
+    generation = body.meta.get("generation")
+    wanted = {
+        "phase": "Failed",
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(
+            current.get("conditions"),
+            [Condition(READY, "False", "Forbidden", message)],
+            generation=generation,
+        ),
+    }
+    delta = status_delta(current, wanted)
+    if delta:
+        patch.setdefault("status", {}).update(delta)
+    post_events(body, current, {**current, **wanted})
 
 
 def _invalid_spec_status(body: kopf.Body, exc: Exception, patch: kopf.Patch) -> None:
@@ -101,6 +139,11 @@ async def _reconcile_trader(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
         except ManifestRejected as exc:
             _invalid_spec_status(body, exc, patch)
             raise kopf.PermanentError(str(exc)) from exc
+        except Forbidden as exc:
+            _forbidden_status(body, exc, patch)
+            if quiet:
+                return
+            raise kopf.TemporaryError(str(exc), delay=FORBIDDEN_RETRY_S) from exc
         except ClusterUnavailable as exc:
             raise kopf.TemporaryError(str(exc), delay=SETTINGS.poll_interval) from exc
         _publish(plan, body, patch)
@@ -140,6 +183,10 @@ async def trader_drain(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
             log.warning("LiveTrader %s has an invalid spec (%s); removing the finalizer", key, exc)
             svc.metrics.drain_finished(key, None)
             return
+        except Forbidden as exc:
+            svc.metrics.drain_started(key)
+            _forbidden_status(body, exc, patch)
+            raise kopf.TemporaryError(str(exc), delay=FORBIDDEN_RETRY_S) from exc
         except (ClusterUnavailable, ManifestRejected) as exc:
             svc.metrics.drain_started(key)
             raise kopf.TemporaryError(str(exc), delay=SETTINGS.drain_retry_delay) from exc
@@ -172,6 +219,9 @@ async def walker_started(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **
         except (ManifestRejected, walkers.ForeignJob) as exc:
             _invalid_spec_status(body, exc, patch)
             raise kopf.PermanentError(str(exc)) from exc
+        except Forbidden as exc:
+            _forbidden_status(body, exc, patch)
+            raise kopf.TemporaryError(str(exc), delay=FORBIDDEN_RETRY_S) from exc
         except ClusterUnavailable as exc:
             raise kopf.TemporaryError(str(exc), delay=5) from exc
 

@@ -13,6 +13,7 @@ first pod object exists, whatever the operator believes after a restart.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -33,11 +34,15 @@ NAME_LABEL = "app.kubernetes.io/name"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "backtest-kit-operator"
 RUNNER_APP = "backtest-kit-runner"
+INSPECT_APP = "backtest-kit-state-inspect"
+INSPECTED_RUNNER_ANNOTATION = f"{GROUP}/inspected-runner"
 WALKER_TASK_APP = "backtest-kit-walker-task"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 STATE_DIR = "/var/lib/backtest-kit"
 MODULE_DIR = "/etc/backtest-kit/strategy"
+CONTROL_DIR = "/etc/backtest-kit/control"
+CONTROL_TOKEN_KEY = "token"
 TERMINATION_LOG = "/dev/termination-log"
 HTTP_PORT = 8080
 REPORT_KEY = "report.json"
@@ -49,6 +54,14 @@ def runner_pod_name(trader_name: str) -> str:
 
 def state_pvc_name(trader_name: str) -> str:
     return f"{trader_name}-state"
+
+
+def control_secret_name(trader_name: str) -> str:
+    return f"{trader_name}-control"
+
+
+def inspection_pod_name(trader_name: str) -> str:
+    return f"{trader_name}-inspect"
 
 
 def walker_job_name(walker_name: str) -> str:
@@ -87,9 +100,10 @@ def _image(runner: Runner, settings: OperatorSettings) -> tuple[str, str]:
     )
 
 
-def _resources(runner: Runner) -> dict[str, Any]:
+def _resources(runner: Runner, default: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """The spec's resources, else the operator's default (so no runner pod is unbounded)."""
     if runner.resources is None:
-        return {}
+        return {k: dict(v) for k, v in (default or {}).items() if v}
     out: dict[str, Any] = {}
     if runner.resources.requests:
         out["requests"] = dict(runner.resources.requests)
@@ -173,7 +187,9 @@ def runner_spec_hash(spec: LiveTraderSpec, settings: OperatorSettings) -> str:
     return hashlib.sha256(_json(relevant).encode()).hexdigest()[:16]
 
 
-def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+def build_runner_pod(
+    trader: Mapping[str, Any], settings: OperatorSettings, *, drain: bool = False
+) -> dict[str, Any]:
     """The one runner pod of a LiveTrader (``<name>-runner``), mounting its state PVC.
 
     ``restartPolicy: OnFailure``: a crashed or killed runner (non-zero exit) is restarted in place
@@ -201,8 +217,19 @@ def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> d
             ("BACKTEST_KIT_REPLAY_FROM", _iso(replay.from_) if replay else None),
             ("BACKTEST_KIT_SPEED", repr(replay.speed) if replay else None),
             ("BACKTEST_KIT_UNTIL", _iso(replay.until) if replay and replay.until else None),
+            ("BACKTEST_KIT_CONTROL_TOKEN_FILE", f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}"),
+            # A pod started while its trader is deleted never opens a signal (not part of the hash).
+            ("BACKTEST_KIT_DRAIN", "1" if drain else None),
         ]
     )
+    control_volume = {
+        "name": "control",
+        "secret": {
+            "secretName": control_secret_name(name),
+            "items": [{"key": CONTROL_TOKEN_KEY, "path": CONTROL_TOKEN_KEY}],
+            "defaultMode": 0o440,
+        },
+    }
     container: dict[str, Any] = {
         "name": "runner",
         "image": image,
@@ -210,7 +237,11 @@ def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> d
         "command": ["python", "-m", "backtest_kit_runner", "live"],
         "env": env,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}, *mounts],
+        "volumeMounts": [
+            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "control", "mountPath": CONTROL_DIR, "readOnly": True},
+            *mounts,
+        ],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -221,7 +252,7 @@ def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> d
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _container_security(),
     }
-    resources = _resources(spec.runner)
+    resources = _resources(spec.runner, settings.runner_resources)
     if resources:
         container["resources"] = resources
     return {
@@ -243,9 +274,107 @@ def build_runner_pod(trader: Mapping[str, Any], settings: OperatorSettings) -> d
             "containers": [container],
             "volumes": [
                 {"name": "state", "persistentVolumeClaim": {"claimName": state_pvc_name(name)}},
+                control_volume,
                 *volumes,
             ],
         },
+    }
+
+
+def build_control_secret(trader: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """The Secret ``<trader>-control`` holding the runner's control token, owned by the trader."""
+    meta = trader["metadata"]
+    name = meta["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": control_secret_name(name),
+            "namespace": meta.get("namespace"),
+            "labels": trader_labels(name),
+            "ownerReferences": [owner_reference(trader, kind="LiveTrader")],
+        },
+        "data": {CONTROL_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
+def secret_token(secret: Mapping[str, Any]) -> str | None:
+    raw = (secret.get("data") or {}).get(CONTROL_TOKEN_KEY)
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(str(raw)).decode().strip() or None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+#: Bounds of the state inspection pod: it reads a few small files and exits.
+INSPECTION_DEADLINE_S = 120
+INSPECTION_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+
+
+def build_inspection_pod(
+    trader: Mapping[str, Any], settings: OperatorSettings, *, runner_pod: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A short pod running ``state show`` on the trader's volume, mounted read-only.
+
+    The operator decides a deletion from what the volume holds, not from how the runner exited, so
+    when the runner cannot report (it cannot start, or it stopped at ``replay.until``) this pod
+    prints the open and scheduled signals to its termination message. It runs on the runner pod's
+    node (a ``ReadWriteOnce`` volume attaches to one node) and records which runner pod it
+    inspected: a newer runner makes the answer stale.
+    """
+    meta = trader["metadata"]
+    name = meta["name"]
+    spec = parse_trader_spec(trader.get("spec") or {})
+    image, pull = _image(spec.runner, settings)
+    runner_meta = (runner_pod or {}).get("metadata") or {}
+    node = ((runner_pod or {}).get("spec") or {}).get("nodeName")
+    labels = {**trader_labels(name), NAME_LABEL: INSPECT_APP}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": INSPECTION_DEADLINE_S,
+        "terminationGracePeriodSeconds": 5,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        **_pod_security(settings),
+        "containers": [
+            {
+                "name": "inspect",
+                "image": image,
+                "imagePullPolicy": pull,
+                "command": ["python", "-m", "backtest_kit_runner", "state", "show"],
+                "env": _env(
+                    [("BACKTEST_KIT_STATE_DIR", STATE_DIR), ("BACKTEST_KIT_OUTPUT", TERMINATION_LOG)]
+                ),
+                "volumeMounts": [{"name": "state", "mountPath": STATE_DIR, "readOnly": True}],
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": {k: dict(v) for k, v in INSPECTION_RESOURCES.items()},
+                "securityContext": _container_security(),
+            }
+        ],
+        "volumes": [
+            {
+                "name": "state",
+                "persistentVolumeClaim": {"claimName": state_pvc_name(name), "readOnly": True},
+            }
+        ],
+    }
+    if node:
+        pod_spec["nodeName"] = node
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": inspection_pod_name(name),
+            "namespace": meta.get("namespace"),
+            "labels": {**settings.pod_labels, **labels},
+            "annotations": {INSPECTED_RUNNER_ANNOTATION: str(runner_meta.get("uid") or "")},
+            "ownerReferences": [owner_reference(trader, kind="LiveTrader")],
+        },
+        "spec": pod_spec,
     }
 
 
@@ -320,12 +449,13 @@ def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> d
         "command": ["python", "-m", "backtest_kit_runner", "walker-task"],
         "env": env,
         "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
+        # a task that fails before writing its result still reports why (the log's tail)
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _container_security(),
     }
     if mounts:
         container["volumeMounts"] = mounts
-    resources = _resources(spec.runner)
+    resources = _resources(spec.runner, settings.walker_resources)
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
@@ -352,6 +482,8 @@ def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> d
             "completions": total,
             "parallelism": min(spec.parallelism, total),
             "backoffLimitPerIndex": 1,
+            "activeDeadlineSeconds": settings.walker_active_deadline,
+            "ttlSecondsAfterFinished": settings.walker_ttl_after_finished,
             "podFailurePolicy": {
                 "rules": [
                     {

@@ -13,14 +13,23 @@ The rules that keep "at most one runner":
 * a pod is deleted only when it has ``Failed`` (eviction, node loss reported by the node
   lifecycle controller) or has ``Succeeded`` after a drain.
 
-Spec changes (strategy, parameters, replay, image, resources) reach a running trader only while
-no signal is open: the runner is asked to drain (``POST /stop`` — it then opens nothing new and
+Spec changes (strategy, parameters, image, resources) reach a running trader only while no
+signal is open: the runner is asked to drain (``POST /stop`` — it then opens nothing new and
 exits 0 once flat), and the pod is replaced after it has ``Succeeded``.
+
+Deletion is decided from the state, never from an exit code. A runner that exited (drained,
+reached ``replay.until``, or cannot start at all) no longer answers, so before the finalizer goes
+the state volume itself is read by a short inspection pod (``state show``, volume mounted
+read-only); only a volume holding no open and no scheduled signal releases the trader. One that
+still holds a position keeps the trader ``Draining`` with the signal and the reason, until a runner
+drains it or someone sets the abandon annotation — and a volume holding an abandoned position is
+never deleted, whatever ``reclaimPolicy`` says.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +58,11 @@ class Action(enum.Enum):
     STOP_RUNNER = "stop-runner"
     """``POST /stop``: drain — open nothing new, exit 0 once no signal is open."""
     DELETE_PVC = "delete-pvc"
+    RELEASE_PVC = "release-pvc"
+    """Drop the PVC's owner reference: it holds an abandoned position and must outlive the trader."""
+    CREATE_INSPECTION = "create-inspection"
+    """Start the read-only ``state show`` pod on the state volume."""
+    DELETE_INSPECTION = "delete-inspection"
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,13 @@ class Observation:
     reclaim_delete: bool = False
     pvc_exists: bool = True
     now: datetime | None = None
+    inspection: Mapping[str, Any] | None = None
+    """What the state volume holds (``state show``), read after the current runner pod stopped."""
+    inspection_pod: Mapping[str, Any] | None = None
+    inspection_error: str | None = None
+    """Why the inspection pod gave no usable answer (it is then replaced)."""
+    image_refused: str | None = None
+    """The spec names an image outside the operator's allowlist (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,8 @@ class Plan:
     """Deletion only: everything is cleaned up, the finalizer may go."""
     waiting_for: str = ""
     """Deletion only: why the finalizer stays (becomes the TemporaryError message)."""
+    notes: tuple[tuple[str, str, str], ...] = ()
+    """One-off Events (type, reason, message) besides those the status change implies."""
 
 
 def pod_phase(pod: Mapping[str, Any] | None) -> str | None:
@@ -185,8 +208,51 @@ def _open_signal(obs: Observation) -> Mapping[str, Any] | None:
     return previous if isinstance(previous, Mapping) else None
 
 
+def _refused(obs: Observation) -> Plan:
+    msg = str(obs.image_refused)
+    conds = [
+        Condition(SPEC_APPLIED, "False", "ImageNotAllowed", msg),
+        Condition(READY, "False", "ImageNotAllowed", msg),
+    ]
+    return Plan((), _status(obs, "Failed", conds, msg))
+
+
+def _ready(obs: Observation, trader_phase: str) -> Condition:
+    """Ready for a runner that runs the current spec: ticking, not quarantined, ticks succeed."""
+    runner = obs.runner_status or {}
+    frozen = runner.get("frozen")
+    if frozen:
+        return Condition(READY, "False", "StateQuarantined", f"no new signal may open: {frozen}")
+    previous = obs.trader.get("status") or {}
+    counts = [
+        runner.get("ticks"),
+        runner.get("tickErrors"),
+        previous.get("ticks"),
+        previous.get("tickErrors"),
+    ]
+    numbers = [v for v in counts if isinstance(v, int)]
+    if len(numbers) == len(counts):
+        ticks, errors, before_ticks, before_errors = numbers
+        no_progress = ticks - errors <= before_ticks - before_errors
+        failing = errors > before_errors or previous_ready_reason(previous) == "TickErrors"
+        if failing and no_progress and errors > 0:
+            return Condition(READY, "False", "TickErrors", f"every tick fails ({errors} tick errors)")
+    if trader_phase in ("Idle", "Running"):
+        return Condition(READY, "True", "RunnerReady", "")
+    return Condition(READY, "False", trader_phase, "")
+
+
+def previous_ready_reason(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == READY:
+            return str(cond.get("reason") or "")
+    return None
+
+
 def plan_trader(obs: Observation) -> Plan:
     """The next step of a LiveTrader that is not being deleted."""
+    if obs.image_refused:
+        return _refused(obs)
     pod = obs.pod
     phase = pod_phase(pod)
     previous_phase = (obs.trader.get("status") or {}).get("phase")
@@ -232,7 +298,9 @@ def plan_trader(obs: Observation) -> Plan:
             spec_applied,
             Condition(READY, "False", "Completed", msg),
         ]
-        return Plan((), _status(obs, "Done", conds, msg, openSignal=None, openSignalSummary=""))
+        # The last signal the runner reported stays shown: a replay that reached ``until`` leaves it
+        # open on the volume (deletion reads the volume before it lets go).
+        return Plan((), _status(obs, "Done", conds, msg))
 
     bad_config = config_error(pod)
     if bad_config is not None:
@@ -262,15 +330,9 @@ def plan_trader(obs: Observation) -> Plan:
     open_signal = _open_signal(obs)
     running = Condition(RUNNER_RUNNING, "True", "StatusOK", f"runner reports {runner_phase or 'unknown'}")
     if applied:
-        ready_ok = trader_phase in ("Idle", "Running")
-        conds = [
-            running,
-            spec_applied,
-            Condition(
-                READY, "True" if ready_ok else "False", "RunnerReady" if ready_ok else trader_phase, ""
-            ),
-        ]
-        return Plan((), _status(obs, trader_phase, conds, ""))
+        ready = _ready(obs, trader_phase)
+        conds = [running, spec_applied, ready]
+        return Plan((), _status(obs, trader_phase, conds, ready.message if ready.status == "False" else ""))
 
     if open_signal:
         msg = f"spec changed; waiting for signal {open_signal.get('id', '')} to close before restarting"
@@ -291,78 +353,126 @@ def plan_trader(obs: Observation) -> Plan:
     return Plan(actions, _status(obs, trader_phase, conds, msg))
 
 
-def plan_deletion(obs: Observation) -> Plan:
-    """The next step of draining a LiveTrader that is being deleted (finalizer present)."""
-    pod = obs.pod
+def inspection_result(pod: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``state show`` answer of a finished inspection pod: (report, None), (None, why) or
+    (None, None) while it has not finished."""
+    if pod is None:
+        return None, None
     phase = pod_phase(pod)
-    previous = obs.trader.get("status") or {}
-    started = previous.get("drainStartedAt") or utc_timestamp(obs.now)
-    cleanup_pvc = (Action.DELETE_PVC,) if obs.reclaim_delete and obs.pvc_exists else ()
+    if phase not in ("Succeeded", "Failed"):
+        return None, None
+    terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
+    message = str(terminated.get("message") or "").strip()
+    if phase == "Succeeded":
+        try:
+            report = json.loads(message)
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and "open" in report and "scheduled" in report:
+            return report, None
+    reason = str((pod.get("status") or {}).get("reason") or terminated.get("reason") or phase)
+    return None, f"the state inspection pod {phase.lower()} ({reason}): {message[-300:] or 'no message'}"
 
-    def draining(msg: str, reason: str, actions: tuple[Action, ...] = ()) -> Plan:
-        signal = _open_signal(obs)
-        conds = [
-            Condition(DRAINING, "True", reason, msg),
-            Condition(READY, "False", "Draining", msg),
-        ]
+
+def _known_flat(obs: Observation) -> bool:
+    """True only when something that read the state says it holds no open or scheduled signal."""
+    if obs.inspection is not None:
+        return not obs.inspection.get("open") and not obs.inspection.get("scheduled")
+    if obs.runner_status is not None:
+        return not obs.runner_status.get("openSignal") and not obs.runner_status.get("scheduledSignal")
+    return False
+
+
+def _why_stopped(obs: Observation) -> str:
+    bad_config = config_error(obs.pod)
+    if bad_config is not None:
+        return f"the runner cannot start ({bad_config})"
+    return "the runner has exited (drained, or reached replay.until)"
+
+
+@dataclass(frozen=True)
+class _Deletion:
+    """The two ways a deletion pass ends: still draining, or finished (the finalizer may go)."""
+
+    obs: Observation
+
+    @property
+    def started(self) -> str:
+        return str((self.obs.trader.get("status") or {}).get("drainStartedAt") or utc_timestamp(self.obs.now))
+
+    @property
+    def drop_inspection(self) -> tuple[Action, ...]:
+        return (Action.DELETE_INSPECTION,) if self.obs.inspection_pod is not None else ()
+
+    def draining(
+        self, msg: str, reason: str, actions: tuple[Action, ...] = (), signal: Mapping[str, Any] | None = None
+    ) -> Plan:
+        signal = signal if signal is not None else _open_signal(self.obs)
+        conds = [Condition(DRAINING, "True", reason, msg), Condition(READY, "False", "Draining", msg)]
         status = _status(
-            obs,
+            self.obs,
             "Draining",
             conds,
             msg,
-            drainStartedAt=started,
+            drainStartedAt=self.started,
             openSignal=signal,
             openSignalSummary=signal_summary(signal),
         )
         return Plan(actions, status, waiting_for=msg)
 
-    def finished(msg: str, reason: str, actions: tuple[Action, ...], *, flat: bool = True) -> Plan:
+    def finished(self, msg: str, reason: str, actions: tuple[Action, ...], *, flat: bool = True) -> Plan:
+        obs = self.obs
+        notes: tuple[tuple[str, str, str], ...] = ()
+        if obs.reclaim_delete and obs.pvc_exists and flat:
+            actions = (*actions, Action.DELETE_PVC)
+        elif obs.reclaim_delete and obs.pvc_exists:
+            actions = (*actions, Action.RELEASE_PVC)
+            notes = (
+                (
+                    "Warning",
+                    "StateVolumeRetained",
+                    "the state volume may hold an abandoned position: it is kept despite reclaimPolicy "
+                    "Delete (delete the PVC by hand once resolved)",
+                ),
+            )
         conds = [Condition(DRAINING, "False", reason, msg), Condition(READY, "False", "Deleted", msg)]
         extra: dict[str, Any] = {"openSignal": None, "openSignalSummary": ""} if flat else {}
-        status = _status(obs, "Done", conds, msg, drainStartedAt=started, **extra)
-        return Plan(actions, status, finished=True)
+        status = _status(obs, "Done", conds, msg, drainStartedAt=self.started, **extra)
+        return Plan((*actions, *self.drop_inspection), status, finished=True, notes=notes)
 
+
+def plan_deletion(obs: Observation) -> Plan:
+    """The next step of draining a LiveTrader that is being deleted (finalizer present)."""
+    pod = obs.pod
+    phase = pod_phase(pod)
+    d = _Deletion(obs)
     if obs.abandon_drain:
         msg = "drain abandoned by annotation backtestkit.dev/abandon-drain; an open signal may be left behind"
-        actions = ((Action.DELETE_POD,) if pod is not None and not pod_terminating(pod) else ()) + cleanup_pvc
-        return finished(msg, "DrainAbandoned", actions, flat=False)
-
+        actions = (Action.DELETE_POD,) if pod is not None and not pod_terminating(pod) else ()
+        return d.finished(msg, "DrainAbandoned", actions, flat=_known_flat(obs))
     if pod is None:
-        if not obs.pvc_exists:
-            return finished("no runner and no state volume: nothing to drain", "NothingToDrain", ())
-        # The state volume may hold an open signal: only a running runner can close it.
-        return draining(
-            "starting a runner to drain the state it left on its volume",
-            "RunnerStarting",
-            (Action.CREATE_POD,),
-        )
-
+        return _deletion_without_pod(d)
     if pod_terminating(pod):
-        return draining("waiting for the terminating runner pod to be gone", "PodTerminating")
-
-    if phase == "Succeeded":
-        return finished("runner drained and exited", "Drained", (Action.DELETE_POD, *cleanup_pvc))
-
+        return d.draining("waiting for the terminating runner pod to be gone", "PodTerminating")
     if phase == "Failed":
-        return draining(
+        return d.draining(
             "runner pod failed while draining; replacing it to finish the drain",
             "PodFailed",
+            (Action.DELETE_POD, *d.drop_inspection),
+        )
+    bad_config = config_error(pod)
+    if bad_config is not None and pod_hash(pod) != obs.desired_hash:
+        # A corrected spec: replace the runner that cannot start by one (in drain mode) that can.
+        return d.draining(
+            "runner cannot start; replacing it with one running the corrected spec",
+            "Restarting",
             (Action.DELETE_POD,),
         )
-
-    bad_config = config_error(pod)
-    if bad_config is not None and pod_hash(pod) == obs.desired_hash:
-        # A runner that never accepted its configuration has never opened a signal.
-        return finished(
-            f"runner cannot start ({bad_config}); nothing to drain",
-            "NothingToDrain",
-            (Action.DELETE_POD, *cleanup_pvc),
-        )
-
+    if phase == "Succeeded" or bad_config is not None:
+        return _deletion_from_volume(d)
     if phase != "Running" or obs.runner_status is None:
         why = obs.runner_error or f"runner pod is {phase}"
-        return draining(f"waiting for the runner to drain: {why}", "WaitingForRunner")
-
+        return d.draining(f"waiting for the runner to drain: {why}", "WaitingForRunner")
     signal = _open_signal(obs)
     runner_phase = obs.runner_status.get("phase")
     actions = () if runner_phase in ("draining", "done") else (Action.STOP_RUNNER,)
@@ -370,4 +480,43 @@ def plan_deletion(obs: Observation) -> Plan:
         msg = f"draining: waiting for signal {signal.get('id', '')} to close"
     else:
         msg = "draining: waiting for the runner to exit"
-    return draining(msg, "WaitingForSignal" if signal else "WaitingForExit", actions)
+    return d.draining(msg, "WaitingForSignal" if signal else "WaitingForExit", actions)
+
+
+def _deletion_without_pod(d: _Deletion) -> Plan:
+    obs = d.obs
+    if not obs.pvc_exists:
+        return d.finished("no runner and no state volume: nothing to drain", "NothingToDrain", ())
+    if obs.image_refused:
+        msg = f"cannot start a runner to drain the state volume: {obs.image_refused}"
+        return d.draining(msg, "ImageNotAllowed")
+    # The state volume may hold an open signal: only a running runner can close it.
+    return d.draining(
+        "starting a runner (in drain mode) to drain the state it left on its volume",
+        "RunnerStarting",
+        (Action.CREATE_POD, *d.drop_inspection),
+    )
+
+
+def _deletion_from_volume(d: _Deletion) -> Plan:
+    """The runner is not running (exited, or cannot start): decide from what its volume holds."""
+    obs = d.obs
+    why = _why_stopped(obs)
+    if obs.inspection is None:
+        if obs.inspection_error is not None:
+            msg = f"{why}; re-reading the state volume: {obs.inspection_error}"
+            return d.draining(msg, "InspectingState", (Action.DELETE_INSPECTION,))
+        actions = (Action.CREATE_INSPECTION,) if obs.inspection_pod is None else ()
+        return d.draining(f"{why}; reading its state volume before releasing it", "InspectingState", actions)
+    held = obs.inspection.get("open") or obs.inspection.get("scheduled")
+    if not held:
+        msg = f"{why}; its state volume holds no open or scheduled signal"
+        return d.finished(msg, "Drained", (Action.DELETE_POD,))
+    kind = "open" if obs.inspection.get("open") else "scheduled"
+    ident = held.get("id", "") if isinstance(held, Mapping) else ""
+    msg = (
+        f"{why}, and its state volume holds {kind} signal {ident}: deletion waits until a runner drains "
+        "it or the annotation backtestkit.dev/abandon-drain=true is set"
+    )
+    opened = obs.inspection.get("open")
+    return d.draining(msg, "OpenSignalOnVolume", signal=opened if isinstance(opened, Mapping) else None)

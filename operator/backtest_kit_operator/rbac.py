@@ -6,9 +6,9 @@ deployment without Helm) and the chart's Roles/ClusterRoles (``files/rbac-rules.
 ``python -m backtest_kit_operator.generate`` and checked for drift by the tests, so they cannot
 disagree. Each rule says which call needs it; nothing here is broader than what the operator (or
 kopf on its behalf) calls. Not needed: customresourcedefinitions and namespaces (kopf scanning is
-disabled, so namespaces are named or the operator is cluster-wide), secrets, pods/exec, pods/log,
-and ``update`` except on ``*/finalizers``. The strategy ConfigMap is mounted by the kubelet, not
-read by the operator.
+disabled, so namespaces are named or the operator is cluster-wide), secrets beyond get/create
+(the per-trader control token), pods/exec, pods/log, and ``update`` except on ``*/finalizers``.
+The strategy ConfigMap is mounted by the kubelet, not read by the operator.
 """
 
 from __future__ import annotations
@@ -68,14 +68,21 @@ NAMESPACED_RULES: Final[tuple[Rule, ...]] = (
         "",
         ("pods",),
         ("get", "list", "watch", "create", "delete"),
-        "runner pods: get (observe), create, delete (replace a failed pod, finish a drain); "
-        "list/watch for the walker-task pod events",
+        "runner and state-inspection pods: get (observe), create, delete (replace a failed pod, "
+        "finish a drain); list/watch for the walker-task pod events",
     ),
     Rule(
         "",
         ("persistentvolumeclaims",),
-        ("get", "create", "delete"),
-        "the runner state volume: get, create, delete (reclaimPolicy Delete)",
+        ("get", "create", "patch", "delete"),
+        "the runner state volume: get, create, delete (reclaimPolicy Delete), patch (drop its owner "
+        "reference when it holds an abandoned position, so it is never garbage-collected)",
+    ),
+    Rule(
+        "",
+        ("secrets",),
+        ("get", "create"),
+        "the per-trader control token <trader>-control: create it, read it to authenticate to the runner",
     ),
     Rule(
         "batch",

@@ -5,6 +5,11 @@ operator reads it over plain HTTP from the pod address (pod IP and port 8080, or
 annotation names, which the local test kubelet uses) with short timeouts; every transport
 failure becomes :class:`RunnerUnreachable`, chained to its cause, so callers decide between
 "wait and retry" and "report Unknown" without catching aiohttp types.
+
+A runner is not trusted to be well behaved: one operator serves every trader, so a single runner
+answering ``/status`` with hundreds of megabytes, or never finishing its answer, must not take it
+down. Every answer is read up to a small limit (:class:`RunnerMisbehaving` beyond it) within the
+request timeout. ``POST /stop`` carries the trader's control token (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,37 @@ class RunnerUnreachable(Exception):
     """The runner did not answer usefully (no address yet, refused, timed out, bad answer)."""
 
 
+class RunnerMisbehaving(RunnerUnreachable):
+    """The runner answered, but not as a runner does (an oversized body)."""
+
+
+class RunnerUnauthorized(RunnerUnreachable):
+    """The runner refused the control token (401/403): the token may have been replaced."""
+
+
+DEFAULT_LIMIT = 256 * 1024
+
+
+async def _bounded_body(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body; a longer body is :class:`RunnerMisbehaving`."""
+    if response.content_length is not None and response.content_length > limit:
+        raise RunnerMisbehaving(
+            f"GET {url} announced {response.content_length} bytes, more than the {limit} a status may have"
+        )
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(limit + 1 - size)  # what has arrived, up to the limit
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    body = b"".join(parts)
+    if size > limit:
+        raise RunnerMisbehaving(f"GET {url} answered with more than the {limit} bytes a status may have")
+    return body
+
+
 def runner_address(pod: Mapping[str, Any], settings: OperatorSettings) -> str | None:
     """``podIP:port`` of the runner in ``pod`` (port from the override annotation if present)."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
@@ -36,8 +72,9 @@ def runner_address(pod: Mapping[str, Any], settings: OperatorSettings) -> str | 
 class RunnerClient:
     """One shared aiohttp session for all runners (created lazily, closed on operator cleanup)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, limit: int = DEFAULT_LIMIT) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = limit
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -57,9 +94,10 @@ class RunnerClient:
         url = f"http://{address}/status"
         try:
             async with self._client().get(url) as response:
-                body = await response.text()
+                body = await _bounded_body(response, url, self._limit)
                 if response.status != 200:
-                    raise RunnerUnreachable(f"GET {url} answered {response.status}: {body[:200]}")
+                    text = body[:200].decode(errors="replace")
+                    raise RunnerUnreachable(f"GET {url} answered {response.status}: {text}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RunnerUnreachable(f"GET {url} failed: {exc.__class__.__name__}: {exc}") from exc
         try:
@@ -72,13 +110,15 @@ class RunnerClient:
             )
         return document
 
-    async def stop(self, address: str) -> None:
+    async def stop(self, address: str, token: str | None = None) -> None:
         """``POST /stop``: ask the runner to drain (idempotent on the runner's side)."""
         url = f"http://{address}/stop"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with self._client().post(url) as response:
+            async with self._client().post(url, headers=headers) as response:
                 if response.status >= 300:
-                    body = await response.text()
-                    raise RunnerUnreachable(f"POST {url} answered {response.status}: {body[:200]}")
+                    body = (await response.content.read(200)).decode(errors="replace")
+                    kind = RunnerUnauthorized if response.status in (401, 403) else RunnerUnreachable
+                    raise kind(f"POST {url} answered {response.status}: {body}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RunnerUnreachable(f"POST {url} failed: {exc.__class__.__name__}: {exc}") from exc

@@ -25,6 +25,8 @@ class Services:
     cluster: Cluster
     runners: RunnerClient
     metrics: OperatorMetrics
+    tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """Control tokens by (namespace, trader, uid), read once from each trader's Secret."""
     _locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
@@ -34,6 +36,8 @@ class Services:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._locks.pop((kind, namespace, name), None)
+        for key in [k for k in self.tokens if k[:2] == (namespace, name)]:
+            del self.tokens[key]
 
     async def close(self) -> None:
         await self.runners.close()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENV_PREFIX = "BACKTEST_KIT_OPERATOR_"
 DEFAULT_RUNNER_IMAGE = "ghcr.io/backtest-kit/backtest-kit-runner:0.1.0"
+JSON_FIELDS = frozenset({"pod_labels", "runner_resources", "walker_resources"})
 
 
 class OperatorSettings(BaseModel):
@@ -44,6 +45,27 @@ class OperatorSettings(BaseModel):
     pod_labels: dict[str, str] = Field(default_factory=dict)
     """Extra labels for runner and walker-task pods (JSON object in the environment), e.g.
     ``{"backtestkit.dev/local-kubelet": "true"}`` so the local test kubelet picks them up."""
+    allowed_images: tuple[str, ...] = ()
+    """Images a spec may name in ``runner.image`` (comma list; an entry ending in ``*`` is a prefix).
+    Empty: only ``runner_image``. Any other image is refused (phase ``Failed``, an Event)."""
+    runner_resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    )
+    """Resources of a runner container whose spec names none (JSON object)."""
+    walker_resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    )
+    """Resources of a walker-task container whose spec names none (JSON object)."""
+    walker_active_deadline: int = Field(6 * 3600, ge=60)
+    """``activeDeadlineSeconds`` of Walker Jobs: a walk still running after this fails."""
+    walker_ttl_after_finished: int = Field(7 * 24 * 3600, ge=0)
+    """``ttlSecondsAfterFinished`` of Walker Jobs (the Walker keeps its status and report)."""
+    status_limit_bytes: int = Field(256 * 1024, ge=1024)
+    """Most bytes read from a runner's ``/status``; a larger answer marks the runner misbehaving."""
+
+    def image_allowed(self, image: str) -> bool:
+        allowed = self.allowed_images or (self.runner_image,)
+        return any(image.startswith(a[:-1]) if a.endswith("*") else image == a for a in allowed)
 
 
 def _value(environ: Mapping[str, str], name: str) -> str | None:
@@ -59,5 +81,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         value = _value(env, name)
         if value is None:
             continue
-        given[name] = json.loads(value) if name == "pod_labels" else value
+        if name in JSON_FIELDS:
+            given[name] = json.loads(value)
+        elif name == "allowed_images":
+            given[name] = tuple(part.strip() for part in value.split(",") if part.strip())
+        else:
+            given[name] = value
     return OperatorSettings.model_validate(given)

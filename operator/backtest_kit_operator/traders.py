@@ -10,21 +10,37 @@ restarted at any point (mid-creation, mid-rollout, mid-drain) simply continues.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from .manifests import (
     ABANDON_DRAIN_ANNOTATION,
+    INSPECTED_RUNNER_ANNOTATION,
+    build_control_secret,
+    build_inspection_pod,
     build_pvc,
     build_runner_pod,
+    control_secret_name,
+    inspection_pod_name,
     runner_pod_name,
     runner_spec_hash,
+    secret_token,
     state_pvc_name,
 )
 from .models import LiveTraderSpec, parse_trader_spec
-from .phases import Action, Observation, Plan, plan_deletion, plan_trader, pod_phase, pod_terminating
-from .runnerclient import RunnerUnreachable, runner_address
+from .phases import (
+    Action,
+    Observation,
+    Plan,
+    inspection_result,
+    plan_deletion,
+    plan_trader,
+    pod_phase,
+    pod_terminating,
+)
+from .runnerclient import RunnerUnauthorized, RunnerUnreachable, runner_address
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -40,26 +56,59 @@ def abandon_requested(trader: Mapping[str, Any]) -> bool:
     return str(annotations.get(ABANDON_DRAIN_ANNOTATION, "")).strip().lower() == "true"
 
 
+def refused_image(spec: LiveTraderSpec, svc: Services) -> str | None:
+    """Why the spec's runner image may not run, or None (the operator's allowlist)."""
+    image = spec.runner.image
+    if image is None or svc.settings.image_allowed(image):
+        return None
+    allowed = ", ".join(svc.settings.allowed_images or (svc.settings.runner_image,))
+    return f"image {image} is not allowed by the operator (allowed: {allowed})"
+
+
+async def _runner_status(
+    svc: Services, pod: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    if pod is None or pod_phase(pod) != "Running" or pod_terminating(pod):
+        return None, None
+    address = runner_address(pod, svc.settings)
+    if address is None:
+        return None, "the runner pod has no address yet"
+    try:
+        return await svc.runners.status(address), None
+    except RunnerUnreachable as exc:
+        return None, str(exc)
+
+
+async def _inspection(
+    svc: Services, namespace: str, name: str, pod: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """The inspection pod, its answer (when it inspected the current runner pod) and its error."""
+    inspect_pod = await svc.cluster.get_pod(namespace, inspection_pod_name(name))
+    if inspect_pod is None or pod_terminating(inspect_pod):
+        return inspect_pod, None, None
+    inspected = ((inspect_pod.get("metadata") or {}).get("annotations") or {}).get(
+        INSPECTED_RUNNER_ANNOTATION
+    )
+    current = str(((pod or {}).get("metadata") or {}).get("uid") or "")
+    if inspected != current:
+        return inspect_pod, None, "it inspected an earlier runner pod"
+    report, error = inspection_result(inspect_pod)
+    return inspect_pod, report, error
+
+
 async def observe(
     svc: Services, trader: Mapping[str, Any], spec: LiveTraderSpec, *, deleting: bool
 ) -> Observation:
     meta = trader["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     pod = await svc.cluster.get_pod(namespace, runner_pod_name(name))
-    runner_status: dict[str, Any] | None = None
-    runner_error: str | None = None
-    if pod is not None and pod_phase(pod) == "Running" and not pod_terminating(pod):
-        address = runner_address(pod, svc.settings)
-        if address is None:
-            runner_error = "the runner pod has no address yet"
-        else:
-            try:
-                runner_status = await svc.runners.status(address)
-            except RunnerUnreachable as exc:
-                runner_error = str(exc)
+    runner_status, runner_error = await _runner_status(svc, pod)
     pvc_exists = True
     if deleting and (pod is None or spec.storage.reclaim_policy == "Delete"):
         pvc_exists = await svc.cluster.get_pvc(namespace, state_pvc_name(name)) is not None
+    inspect_pod, inspection, inspection_error = (None, None, None)
+    if deleting:
+        inspect_pod, inspection, inspection_error = await _inspection(svc, namespace, name, pod)
     return Observation(
         trader=trader,
         desired_hash=runner_spec_hash(spec, svc.settings),
@@ -71,7 +120,59 @@ async def observe(
         reclaim_delete=spec.storage.reclaim_policy == "Delete",
         pvc_exists=pvc_exists,
         now=datetime.now(UTC),
+        inspection=inspection,
+        inspection_pod=inspect_pod,
+        inspection_error=inspection_error,
+        image_refused=refused_image(spec, svc),
     )
+
+
+async def control_token(svc: Services, trader: Mapping[str, Any], *, create: bool) -> str | None:
+    """The trader's control token from its Secret (created with a fresh random token if asked)."""
+    meta = trader["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    key = (namespace, name, str(meta.get("uid") or ""))
+    cached = svc.tokens.get(key)
+    if cached:
+        return cached
+    secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
+    if secret is None and create:
+        await svc.cluster.create_secret(build_control_secret(trader, secrets.token_urlsafe(32)))
+        secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
+    token = secret_token(secret) if secret is not None else None
+    if token:
+        svc.tokens[key] = token
+    return token
+
+
+async def _stop_runner(svc: Services, trader: Mapping[str, Any], pod: Mapping[str, Any]) -> None:
+    meta = trader["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    address = runner_address(pod, svc.settings)
+    if address is None:
+        return
+    try:
+        await svc.runners.stop(address, await control_token(svc, trader, create=False))
+        log.info("asked runner %s/%s to drain", namespace, name)
+    except RunnerUnauthorized as exc:
+        svc.tokens.pop((namespace, name, str(meta.get("uid") or "")), None)
+        log.warning("runner %s/%s refused the control token (re-reading it): %s", namespace, name, exc)
+    except RunnerUnreachable as exc:
+        log.warning("could not ask runner %s/%s to drain (retrying later): %s", namespace, name, exc)
+
+
+async def _create_runner(svc: Services, trader: Mapping[str, Any], *, drain: bool) -> None:
+    meta = trader["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if await svc.cluster.create_pvc(build_pvc(trader)):
+        log.info("created PVC %s/%s", namespace, state_pvc_name(name))
+    await control_token(svc, trader, create=True)  # the pod mounts it: it must exist first
+    if await svc.cluster.create_pod(build_runner_pod(trader, svc.settings, drain=drain)):
+        log.info(
+            "created runner pod %s/%s%s", namespace, runner_pod_name(name), " (drain mode)" if drain else ""
+        )
+    else:
+        log.info("runner pod %s/%s already exists; not creating a second one", namespace, name)
 
 
 async def execute(svc: Services, trader: Mapping[str, Any], obs: Observation, plan: Plan) -> None:
@@ -80,28 +181,27 @@ async def execute(svc: Services, trader: Mapping[str, Any], obs: Observation, pl
     namespace, name = meta["namespace"], meta["name"]
     for action in plan.actions:
         if action is Action.CREATE_POD:
-            if await svc.cluster.create_pvc(build_pvc(trader)):
-                log.info("created PVC %s/%s", namespace, state_pvc_name(name))
-            if await svc.cluster.create_pod(build_runner_pod(trader, svc.settings)):
-                log.info("created runner pod %s/%s", namespace, runner_pod_name(name))
-            else:
-                log.info("runner pod %s/%s already exists; not creating a second one", namespace, name)
+            await _create_runner(svc, trader, drain=obs.deleting)
         elif action is Action.DELETE_POD and obs.pod is not None:
             uid = (obs.pod.get("metadata") or {}).get("uid")
             await svc.cluster.delete_pod(namespace, runner_pod_name(name), uid=uid)
             log.info("deleting runner pod %s/%s (%s)", namespace, runner_pod_name(name), pod_phase(obs.pod))
         elif action is Action.STOP_RUNNER and obs.pod is not None:
-            address = runner_address(obs.pod, svc.settings)
-            if address is None:
-                continue
-            try:
-                await svc.runners.stop(address)
-                log.info("asked runner %s/%s to drain", namespace, name)
-            except RunnerUnreachable as exc:
-                log.warning("could not ask runner %s/%s to drain (retrying later): %s", namespace, name, exc)
+            await _stop_runner(svc, trader, obs.pod)
+        elif action is Action.CREATE_INSPECTION:
+            if await svc.cluster.create_pod(build_inspection_pod(trader, svc.settings, runner_pod=obs.pod)):
+                log.info(
+                    "reading the state volume of %s/%s (pod %s)", namespace, name, inspection_pod_name(name)
+                )
+        elif action is Action.DELETE_INSPECTION and obs.inspection_pod is not None:
+            uid = (obs.inspection_pod.get("metadata") or {}).get("uid")
+            await svc.cluster.delete_pod(namespace, inspection_pod_name(name), uid=uid)
         elif action is Action.DELETE_PVC:
             await svc.cluster.delete_pvc(namespace, state_pvc_name(name))
             log.info("deleted PVC %s/%s (reclaimPolicy Delete)", namespace, state_pvc_name(name))
+        elif action is Action.RELEASE_PVC:
+            await svc.cluster.release_pvc(namespace, state_pvc_name(name))
+            log.warning("kept PVC %s/%s: it may hold an abandoned position", namespace, state_pvc_name(name))
 
 
 async def reconcile(svc: Services, trader: Mapping[str, Any], *, deleting: bool = False) -> Plan:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import kopf
+
+from .events import status_events
 from .manifests import (
     NAME_LABEL,
     WALKER_LABEL,
@@ -24,7 +27,7 @@ from .manifests import (
     report_configmap_name,
     walker_job_name,
 )
-from .models import parse_walker_spec
+from .models import SpecError, parse_walker_spec
 from .results import collect, summarize
 from .services import Services, status_delta
 
@@ -47,6 +50,12 @@ async def start(svc: Services, walker: Mapping[str, Any]) -> None:
     """Create the Walker's Job unless it exists; raises ``SpecError`` or :class:`ForeignJob`."""
     meta = walker["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    if (walker.get("status") or {}).get("phase") in TERMINAL:
+        return  # finished: its Job may be gone (ttlSecondsAfterFinished); never walk twice
+    image = parse_walker_spec(walker.get("spec") or {}).runner.image
+    if image is not None and not svc.settings.image_allowed(image):
+        allowed = ", ".join(svc.settings.allowed_images or (svc.settings.runner_image,))
+        raise SpecError(f"image {image} is not allowed by the operator (allowed: {allowed})")
     job = build_walker_job(walker, svc.settings)
     if await svc.cluster.create_job(job):
         log.info(
@@ -81,6 +90,8 @@ async def sync(svc: Services, walker: Mapping[str, Any]) -> dict[str, Any]:
         delta = status_delta(current, outcome.status)
         if delta:
             await svc.cluster.patch_custom_status(PLURAL, namespace, name, delta)
+            for kind, reason, message in status_events(current, {**current, **outcome.status}):
+                kopf.event(cast(kopf.Body, walker), type=kind, reason=reason, message=message[:1000])
             if "phase" in delta:
                 log.info(
                     "Walker %s/%s is %s: %s",

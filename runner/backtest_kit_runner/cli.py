@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from backtest_kit.errors import BacktestKitError, ConfigurationError
 
 from .options import (
+    DATA_COMMAND,
+    RUN_ALIAS,
     BacktestOptions,
     OptionsError,
     RunnerOptions,
@@ -84,25 +86,47 @@ def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunnerOptions | i
         return exc.code if isinstance(exc.code, int) else EXIT_OK
 
 
+def _report(exc: BaseException, debug: bool) -> None:
+    """One line about a failure (the error listener may already have printed it: not again)."""
+    from .reporting import failure_line, was_reported
+
+    if debug or not was_reported(exc):
+        sys.stderr.write(failure_line(exc, debug=debug))
+
+
 def _run(options: RunnerOptions) -> int:
     try:
         return asyncio.run(run_options(options))
     except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc, options.debug)
         return EXIT_BAD_INPUT
     except BacktestKitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc, options.debug)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        sys.stderr.write("interrupted; no result files were written\n")
         return EXIT_INTERRUPTED
-    except Exception:
-        log.exception("the run failed")
+    except Exception as exc:
+        if options.debug:
+            log.exception("the run failed")
+        _report(exc, options.debug)
         return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and ``environ``, run, and return the exit code."""
-    parsed = _parse(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["state", "show"]:  # read-only volume inspection the operator runs (state_show.py)
+        from .state_show import main as state_show
+
+        return state_show(args[2:])
+    if args[:1] == [RUN_ALIAS] and args[1:2] == [DATA_COMMAND]:
+        args = args[1:]
+    if args[:1] == [DATA_COMMAND]:  # 'data download' runs no strategy: its own parser
+        from .data import main as data_main
+
+        return data_main(args[1:])
+    parsed = _parse(args, os.environ if environ is None else environ)
     if isinstance(parsed, int):
         return parsed
     configure_logging(parsed.log_level)

@@ -1,9 +1,15 @@
-"""The runner's HTTP API: probes, status, the drain request and Prometheus metrics, on one port.
+"""The runner's HTTP API: probes, status, the manual controls and Prometheus metrics, on one port.
 
 The operator reads ``/status`` and calls ``POST /stop`` before it deletes a LiveTrader; the kubelet
 probes ``/healthz`` and ``/readyz``; Prometheus scrapes ``/metrics``. The API is deliberately
 narrow: nothing reachable here can open a signal or change a strategy, and every error, including
 an unknown path or a wrong method, is a small JSON document ``{"error": ..., "status": ...}``.
+
+The mutating endpoints (``POST /stop``, ``/pause``, ``/resume``, ``/close``) can stop a trader for
+good or close its position, so they are not for anyone who can reach the pod: with a control token
+configured (the operator mounts one per trader from a Secret) they need
+``Authorization: Bearer <token>`` and answer 401 otherwise, changing nothing; without a token (a
+person running the runner on a laptop) they are served to loopback clients only (403 otherwise).
 
 The app only knows a :class:`TraderControl`, so it is served (and tested) the same way whether a
 real engine trader or anything else with that shape stands behind it.
@@ -11,6 +17,8 @@ real engine trader or anything else with that shape stands behind it.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +47,12 @@ class TraderControl(Protocol):
     def readiness(self) -> Probe: ...
 
     async def request_stop(self, reason: str | None) -> None: ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def close_pending(self) -> None: ...
 
     def render_metrics(self) -> tuple[bytes, str]: ...
 
@@ -78,6 +92,29 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 CONTROL_KEY: web.AppKey[TraderControl] = web.AppKey("control", TraderControl)
+TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def authorize(request: web.Request) -> None:
+    """Raise unless the request may change the trader (see the module docstring)."""
+    token = request.app.get(TOKEN_KEY) or ""
+    if not token:
+        if not _loopback(request.remote):
+            raise ApiError(
+                403, "no control token is configured: mutating requests are served to loopback only"
+            )
+        return
+    given = request.headers.get("Authorization", "")
+    scheme, _, credential = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), token.encode()):
+        raise ApiError(401, "missing or wrong control token (Authorization: Bearer <token>)")
 
 
 def _control(request: web.Request) -> TraderControl:
@@ -108,9 +145,33 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def stop(request: web.Request) -> web.Response:
     """Ask for a drain: no new signals; the process exits 0 once the open one closes."""
+    authorize(request)
     reason = await _stop_reason(request)
     control = _control(request)
     await control.request_stop(reason)
+    return web.json_response(dict(control.status()), status=202)
+
+
+async def pause(request: web.Request) -> web.Response:
+    """No new signal opens until ``/resume``; an open one is still monitored and closes normally."""
+    authorize(request)
+    control = _control(request)
+    await control.pause()
+    return web.json_response(dict(control.status()), status=202)
+
+
+async def resume(request: web.Request) -> web.Response:
+    authorize(request)
+    control = _control(request)
+    await control.resume()
+    return web.json_response(dict(control.status()), status=202)
+
+
+async def close(request: web.Request) -> web.Response:
+    """Close the open position at the next tick's price (reason ``closed``), or cancel a scheduled one."""
+    authorize(request)
+    control = _control(request)
+    await control.close_pending()
     return web.json_response(dict(control.status()), status=202)
 
 
@@ -137,22 +198,26 @@ async def _stop_reason(request: web.Request) -> str | None:
     return reason
 
 
-def build_app(control: TraderControl) -> web.Application:
+def build_app(control: TraderControl, *, token: str | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[CONTROL_KEY] = control
+    app[TOKEN_KEY] = token or ""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/stop", stop)
+    app.router.add_post("/pause", pause)
+    app.router.add_post("/resume", resume)
+    app.router.add_post("/close", close)
     return app
 
 
 class ApiServer:
     """The app served on ``host:port`` inside the running event loop (port 0: any free port)."""
 
-    def __init__(self, control: TraderControl, *, host: str, port: int) -> None:
-        self._runner = web.AppRunner(build_app(control), access_log=None, handle_signals=False)
+    def __init__(self, control: TraderControl, *, host: str, port: int, token: str | None = None) -> None:
+        self._runner = web.AppRunner(build_app(control, token=token), access_log=None, handle_signals=False)
         self._host = host
         self._port = port
         self.port: int | None = None

@@ -5,7 +5,11 @@ parameters, exchange, state directory), wires the engine's events into the tally
 and the metrics, serves the HTTP API on the same event loop, and decides how the process ends:
 
 * ``POST /stop`` drains: ``Live.stop`` lets the open signal close, opens nothing new, and once
-  ``Live.run`` returns the process exits 0;
+  ``Live.run`` returns the process exits 0; ``--drain`` (``BACKTEST_KIT_DRAIN=1``, what the operator
+  sets on a pod it starts while a LiveTrader is being deleted) asks for the same before the first
+  tick, so a runner that replaces a draining one never opens a signal;
+* ``POST /pause``, ``/resume``, ``/close``: the engine's manual controls (no new signal; new signals
+  again; close the open position at the next tick or cancel the scheduled one);
 * ``--until`` reached, or the engine finished: exit 0;
 * SIGTERM/SIGINT: the trader task is cancelled, nothing is drained or abandoned (state is already
   durable), exit 143/130 (see :mod:`.termination`);
@@ -20,6 +24,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import backtest_kit
@@ -31,7 +36,8 @@ from backtest_kit.persistence import FilePersistence
 
 from .exchange_setup import PreparedExchange, exchange_label, prepare_exchange
 from .heartbeat import Heartbeat, Probe
-from .http_api import ApiServer
+from .http_api import ApiError, ApiServer
+from .lines import result_line
 from .loading import LoadedStrategy, load_modules, resolve_strategy
 from .metrics import RunnerMetrics
 from .options import TraderOptions
@@ -52,6 +58,27 @@ def _storage_failing(exc: PersistenceError) -> bool:
     """A full or read-only file system: what the storage does now, not what the options say."""
     cause = exc.__cause__
     return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _engine_control(name: str) -> Any:
+    """``backtest_kit.Live.<name>``; an engine without that control is an HTTP 501, not a crash."""
+    control = getattr(backtest_kit.Live, name, None)
+    if control is None:
+        raise ApiError(501, f"this engine has no Live.{name}")
+    return control
+
+
+def read_control_token(path: Path | None) -> str | None:
+    """The bearer token in ``path`` (None without a file); an empty or unreadable file is exit 2."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(f"--control-token-file {path}: {exc.strerror or exc}") from exc
+    if not token:
+        raise ConfigurationError(f"--control-token-file {path} is empty")
+    return token
 
 
 class LiveTrader:
@@ -199,6 +226,8 @@ class LiveTrader:
             **self.tally.to_json(),
             "ready": self.heartbeat.first_tick_done,
             "frozen": engine.get("frozen"),
+            "paused": bool(engine.get("paused", False)),
+            "closeRequested": bool(engine.get("closeRequested", False)),
             "stopReason": self.stop_reason,
             "config": {**opts.to_json(), "params": params},
         }
@@ -208,6 +237,18 @@ class LiveTrader:
 
     def readiness(self) -> Probe:
         return self.heartbeat.readiness()
+
+    async def pause(self) -> None:
+        _engine_control("pause")(self.options.symbol, self.options.strategy)
+        log.info("paused: no new signal opens until resumed")
+
+    async def resume(self) -> None:
+        _engine_control("resume")(self.options.symbol, self.options.strategy)
+        log.info("resumed")
+
+    async def close_pending(self) -> None:
+        await _engine_control("close_pending")(self.options.symbol, self.options.strategy)
+        log.info("close requested for the open or scheduled signal")
 
     async def request_stop(self, reason: str | None) -> None:
         """Drain (idempotent): no new signals; ``Live.run`` returns once the open one closed."""
@@ -241,9 +282,16 @@ class LiveTrader:
             ):
                 if events is not None:
                     events.append(result.flat())
-                if not opts.quiet:
+                line = result_line(result)
+                if line is not None:
+                    log.info("%s", line)
+                if opts.quiet:
+                    continue
+                if opts.json_lines:
                     sys.stdout.write(json.dumps(result.flat()) + "\n")
-                    sys.stdout.flush()
+                elif line is not None:
+                    sys.stdout.write(line + "\n")
+                sys.stdout.flush()
         finally:
             if events is not None:
                 events.close()
@@ -253,7 +301,10 @@ async def run_live(options: TraderOptions) -> int:
     """The ``live`` subcommand; returns the process exit code."""
     trader = LiveTrader(options)
     trader.prepare()  # ConfigurationError -> exit 2, before the HTTP server and any tick
-    server = ApiServer(trader, host=options.http_host, port=options.http_port)
+    token = read_control_token(options.control_token_file)
+    if options.drain:
+        await trader.request_stop("started in drain mode")
+    server = ApiServer(trader, host=options.http_host, port=options.http_port, token=token)
     termination = Termination()
     trader.subscribe()
     try:

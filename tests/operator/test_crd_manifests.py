@@ -72,10 +72,10 @@ def test_strings_and_maps_under_cel_rules_are_bounded_so_the_rule_cost_estimate_
 
 def test_the_immutable_fields_are_guarded_by_transition_rules() -> None:
     spec = version("livetraders")["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    for field in ("symbol", "exchange", "storage"):
+    for field in ("symbol", "exchange", "storage", "replay"):
         rules = [r["rule"] for r in spec[field]["x-kubernetes-validations"]]
         assert "self == oldSelf" in rules, field
-    for field in ("strategy", "replay", "runner"):
+    for field in ("strategy", "runner"):
         assert "self == oldSelf" not in [r["rule"] for r in spec[field].get("x-kubernetes-validations", [])]
 
 

@@ -9,11 +9,14 @@ import pytest
 from operator_samples import SETTINGS, trader, walker
 
 from backtest_kit_operator.manifests import (
+    build_control_secret,
+    build_inspection_pod,
     build_pvc,
     build_report_configmap,
     build_runner_pod,
     build_walker_job,
     runner_spec_hash,
+    secret_token,
 )
 from backtest_kit_operator.models import SpecError, parse_trader_spec
 from backtest_kit_operator.settings import OperatorSettings
@@ -82,7 +85,7 @@ def test_a_configmap_strategy_module_is_mounted_and_loaded_from_its_file() -> No
 def test_a_python_module_path_is_loaded_without_a_volume() -> None:
     pod = build_runner_pod(trader(strategy={"name": "m", "module": {"python": "acme.strategies"}}), SETTINGS)
     assert env_of(pod["spec"]["containers"][0])["BACKTEST_KIT_LOAD"] == "acme.strategies"
-    assert [v["name"] for v in pod["spec"]["volumes"]] == ["state"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["state", "control"]
 
 
 def test_a_csv_exchange_becomes_the_runners_csv_path_argument() -> None:
@@ -158,7 +161,11 @@ def test_the_walker_job_is_indexed_with_one_completion_per_strategy() -> None:
     (container,) = template["spec"]["containers"]
     assert container["command"] == ["python", "-m", "backtest_kit_runner", "walker-task"]
     assert container["terminationMessagePath"] == "/dev/termination-log"
-    assert container["terminationMessagePolicy"] == "File"
+    # a task failing before it writes its result still reports why (the tail of its log)
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert spec["activeDeadlineSeconds"] == SETTINGS.walker_active_deadline
+    assert spec["ttlSecondsAfterFinished"] == SETTINGS.walker_ttl_after_finished
+    assert container["resources"] == SETTINGS.walker_resources
 
 
 def test_the_walker_job_carries_tasks_frame_and_metric_for_the_runner() -> None:
@@ -196,3 +203,42 @@ def test_every_built_manifest_is_a_valid_kubernetes_object_in_strict_mode() -> N
         build_report_configmap(walker(), {"bestStrategy": "fast"}),
     ):
         kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_the_runner_pod_mounts_its_control_token_and_gets_default_resources() -> None:
+    pod = build_runner_pod(trader(), SETTINGS)
+    (container,) = pod["spec"]["containers"]
+    env = env_of(container)
+    assert env["BACKTEST_KIT_CONTROL_TOKEN_FILE"] == "/etc/backtest-kit/control/token"
+    assert "BACKTEST_KIT_DRAIN" not in env
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "control")
+    assert volume["secret"]["secretName"] == "btc-control"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "control")
+    assert mount == {"name": "control", "mountPath": "/etc/backtest-kit/control", "readOnly": True}
+    assert container["resources"] == SETTINGS.runner_resources
+
+
+def test_a_runner_pod_started_during_a_deletion_drains_from_its_first_tick_with_the_same_spec_hash() -> None:
+    plain, draining = build_runner_pod(trader(), SETTINGS), build_runner_pod(trader(), SETTINGS, drain=True)
+    assert env_of(draining["spec"]["containers"][0])["BACKTEST_KIT_DRAIN"] == "1"
+    key = "backtestkit.dev/spec-hash"
+    assert draining["metadata"]["annotations"][key] == plain["metadata"]["annotations"][key]
+
+
+def test_the_inspection_pod_reads_the_volume_read_only_on_the_runners_node() -> None:
+    runner = {"metadata": {"uid": "r1"}, "spec": {"nodeName": "n1"}}
+    pod = build_inspection_pod(trader(), SETTINGS, runner_pod=runner)
+    spec = pod["spec"]
+    assert spec["nodeName"] == "n1" and spec["restartPolicy"] == "Never"
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "btc-state", "readOnly": True}
+    (container,) = spec["containers"]
+    assert container["command"][-2:] == ["state", "show"]
+    assert container["volumeMounts"][0]["readOnly"] is True
+    assert pod["metadata"]["annotations"]["backtestkit.dev/inspected-runner"] == "r1"
+
+
+def test_the_control_secret_is_owned_by_its_trader_and_round_trips_the_token() -> None:
+    secret = build_control_secret(trader(), "tok")
+    assert secret["metadata"]["name"] == "btc-control"
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "LiveTrader"
+    assert secret_token(secret) == "tok"

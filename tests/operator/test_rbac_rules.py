@@ -28,6 +28,7 @@ CLIENT_RESOURCES = {
     "persistent_volume_claim": ("", "persistentvolumeclaims"),
     "config_map": ("", "configmaps"),
     "job": ("batch", "jobs"),
+    "secret": ("", "secrets"),
 }
 KINDS = ("livetraders", "walkers")
 
@@ -87,10 +88,12 @@ def test_peering_rules_grant_kopf_its_peering_objects_and_nothing_else() -> None
     }
 
 
-def test_no_rule_has_a_wildcard_secrets_or_an_update_verb_beyond_owner_finalizers() -> None:
+def test_no_rule_has_a_wildcard_broad_secrets_or_an_update_verb_beyond_owner_finalizers() -> None:
     for rule in rbac.policy_rules((*rbac.NAMESPACED_RULES, *rbac.PEERING_RULES, *rbac.CLUSTER_PEERING_RULES)):
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert "secrets" not in rule["resources"]
+        if "secrets" in rule["resources"]:
+            # the control tokens only: no list/watch of every Secret, no update/delete
+            assert rule["resources"] == ["secrets"] and set(rule["verbs"]) == {"get", "create"}
         if "update" in rule["verbs"]:
             assert all(r.endswith("/finalizers") for r in rule["resources"])
 

@@ -164,16 +164,43 @@ def test_deletion_waits_for_an_unreachable_runner_showing_the_last_known_signal(
     assert plan.status["openSignal"] == SIGNAL
 
 
-def test_deletion_finishes_when_the_runner_has_exited_and_removes_pod_and_deletable_volume() -> None:
+FLAT = {"open": None, "scheduled": None, "files": ["SYNUSDT_x_synthetic.json"]}
+HOLDING = {"open": SIGNAL, "scheduled": None, "files": ["SYNUSDT_x_synthetic.json"]}
+
+
+def test_deletion_of_an_exited_runner_first_reads_its_volume_instead_of_trusting_the_exit() -> None:
     plan = plan_deletion(observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=True))
+    assert not plan.finished
+    assert plan.actions == (Action.CREATE_INSPECTION,)
+    assert condition(plan.status, "Draining")["reason"] == "InspectingState"
+
+
+def test_deletion_finishes_when_the_volume_of_an_exited_runner_is_flat_and_removes_a_deletable_volume() -> (
+    None
+):
+    plan = plan_deletion(
+        observe(
+            deleting=True, pod=pod("Succeeded"), reclaim_delete=True, inspection=FLAT, inspection_pod=pod()
+        )
+    )
     assert plan.finished
-    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC)
+    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC, Action.DELETE_INSPECTION)
 
 
 def test_deletion_keeps_a_retained_volume() -> None:
-    plan = plan_deletion(observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=False))
+    plan = plan_deletion(observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=False, inspection=FLAT))
     assert plan.finished
     assert plan.actions == (Action.DELETE_POD,)
+
+
+def test_a_volume_still_holding_a_signal_after_until_blocks_the_deletion_with_the_signal() -> None:
+    plan = plan_deletion(
+        observe(deleting=True, pod=pod("Succeeded"), reclaim_delete=True, inspection=HOLDING)
+    )
+    assert not plan.finished
+    assert Action.DELETE_PVC not in plan.actions and Action.DELETE_POD not in plan.actions
+    assert plan.status["openSignal"] == SIGNAL
+    assert condition(plan.status, "Draining")["reason"] == "OpenSignalOnVolume"
 
 
 def test_deletion_restarts_a_missing_runner_when_its_volume_may_hold_an_open_signal() -> None:
@@ -194,7 +221,7 @@ def test_deletion_replaces_a_failed_pod_to_finish_the_drain() -> None:
     assert not plan.finished
 
 
-def test_the_abandon_annotation_skips_the_wait() -> None:
+def test_the_abandon_annotation_skips_the_wait_but_never_deletes_a_volume_holding_the_position() -> None:
     plan = plan_deletion(
         observe(
             deleting=True,
@@ -205,11 +232,64 @@ def test_the_abandon_annotation_skips_the_wait() -> None:
         )
     )
     assert plan.finished
-    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC)
+    assert plan.actions == (Action.DELETE_POD, Action.RELEASE_PVC)
     assert condition(plan.status, "Draining")["reason"] == "DrainAbandoned"
+    assert [note[1] for note in plan.notes] == ["StateVolumeRetained"]
 
 
-def test_deletion_of_a_runner_that_never_accepted_its_configuration_does_not_wait() -> None:
+def test_an_abandoned_trader_known_to_be_flat_still_deletes_a_deletable_volume() -> None:
+    plan = plan_deletion(
+        observe(deleting=True, abandon_drain=True, pod=pod("Succeeded"), inspection=FLAT, reclaim_delete=True)
+    )
+    assert plan.actions == (Action.DELETE_POD, Action.DELETE_PVC)
+
+
+def test_deletion_of_a_runner_that_cannot_start_waits_for_its_volume_holding_a_signal() -> None:
+    crashed = pod(container={"lastState": {"terminated": {"exitCode": 2, "message": "bad module"}}})
+    plan = plan_deletion(observe(deleting=True, pod=crashed, reclaim_delete=True))
+    assert plan.actions == (Action.CREATE_INSPECTION,)
+    plan = plan_deletion(observe(deleting=True, pod=crashed, reclaim_delete=True, inspection=HOLDING))
+    assert not plan.finished and plan.actions == ()
+    assert "cannot start (bad module)" in plan.status["message"]
+    assert SIGNAL["id"] in plan.status["message"]
+
+
+def test_deletion_of_a_runner_that_cannot_start_finishes_once_its_volume_is_known_flat() -> None:
     crashed = pod(container={"lastState": {"terminated": {"exitCode": 2}}})
-    plan = plan_deletion(observe(deleting=True, pod=crashed))
+    plan = plan_deletion(observe(deleting=True, pod=crashed, inspection=FLAT))
     assert plan.finished
+
+
+def test_a_failed_inspection_is_replaced() -> None:
+    plan = plan_deletion(
+        observe(
+            deleting=True, pod=pod("Succeeded"), inspection_pod=pod("Failed"), inspection_error="OOMKilled"
+        )
+    )
+    assert plan.actions == (Action.DELETE_INSPECTION,)
+    assert not plan.finished
+
+
+def test_a_quarantined_runner_is_not_ready_and_says_why() -> None:
+    status = {**runner_status("running", None), "frozen": "state moved aside (x.json.corrupt-1)"}
+    plan = plan_trader(observe(pod=pod(), runner_status=status))
+    ready = condition(plan.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "StateQuarantined")
+    assert "moved aside" in ready["message"]
+
+
+def test_a_runner_whose_every_tick_fails_is_not_ready() -> None:
+    before = {**trader(), "status": {"phase": "Running", "ticks": 10, "tickErrors": 0}}
+    failing = {**runner_status("running", None), "ticks": 14, "tickErrors": 4}
+    plan = plan_trader(observe(trader=before, pod=pod(), runner_status=failing))
+    assert condition(plan.status, "Ready")["reason"] == "TickErrors"
+    healthy = {**runner_status("running", None), "ticks": 14, "tickErrors": 1}
+    plan = plan_trader(observe(trader=before, pod=pod(), runner_status=healthy))
+    assert condition(plan.status, "Ready")["status"] == "True"
+
+
+def test_a_refused_image_fails_the_trader_without_creating_a_pod() -> None:
+    plan = plan_trader(observe(pod=None, image_refused="image evil:1 is not allowed"))
+    assert plan.actions == ()
+    assert plan.status["phase"] == "Failed"
+    assert condition(plan.status, "Ready")["reason"] == "ImageNotAllowed"

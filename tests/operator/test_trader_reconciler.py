@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from backtest_kit_operator import traders
 from backtest_kit_operator.cluster import Cluster
-from backtest_kit_operator.manifests import runner_spec_hash
+from backtest_kit_operator.manifests import build_control_secret, runner_spec_hash
 from backtest_kit_operator.metrics import OperatorMetrics
 from backtest_kit_operator.models import SpecError, parse_trader_spec
 from backtest_kit_operator.runnerclient import RunnerClient, RunnerUnreachable
@@ -21,11 +21,13 @@ from backtest_kit_operator.services import Services
 class FakeCluster:
     def __init__(self, pod_: dict[str, Any] | None = None, pvc: bool = True) -> None:
         self.pod = pod_
+        self.inspection: dict[str, Any] | None = None
         self.pvc = pvc
+        self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.pod
+        return self.inspection if name.endswith("-inspect") else self.pod
 
     async def create_pvc(self, body: dict[str, Any]) -> bool:
         self.calls.append(("create_pvc", body["metadata"]["name"]))
@@ -34,6 +36,14 @@ class FakeCluster:
     async def create_pod(self, body: dict[str, Any]) -> bool:
         self.calls.append(("create_pod", body["metadata"]["name"]))
         return self.pod is None
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.secrets.get(name)
+
+    async def create_secret(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("create_secret", body["metadata"]["name"]))
+        self.secrets[body["metadata"]["name"]] = body
+        return True
 
     async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
         self.calls.append(("delete_pod", uid))
@@ -51,6 +61,7 @@ class FakeRunners:
     def __init__(self, status: dict[str, Any] | None) -> None:
         self._status = status
         self.calls: list[tuple[str, str]] = []
+        self.tokens: list[str | None] = []
 
     async def status(self, address: str) -> dict[str, Any]:
         self.calls.append(("status", address))
@@ -58,8 +69,9 @@ class FakeRunners:
             raise RunnerUnreachable("connection refused")
         return self._status
 
-    async def stop(self, address: str) -> None:
+    async def stop(self, address: str, token: str | None = None) -> None:
         self.calls.append(("stop", address))
+        self.tokens.append(token)
 
 
 def services(cluster: FakeCluster, runners: FakeRunners) -> Services:
@@ -77,7 +89,11 @@ HASH = runner_spec_hash(parse_trader_spec(trader()["spec"]), SETTINGS)
 async def test_a_new_trader_gets_its_pvc_before_its_pod() -> None:
     cluster = FakeCluster()
     plan = await traders.reconcile(services(cluster, FakeRunners(None)), trader())
-    assert cluster.calls == [("create_pvc", "btc-state"), ("create_pod", "btc-runner")]
+    assert cluster.calls == [
+        ("create_pvc", "btc-state"),
+        ("create_secret", "btc-control"),
+        ("create_pod", "btc-runner"),
+    ]
     assert plan.status["phase"] == "Pending"
 
 
@@ -103,9 +119,26 @@ async def test_a_drain_pass_asks_the_runner_to_stop_and_a_finished_one_cleans_up
     assert ("stop", "10.0.0.7:8080") in runners.calls
     assert not first.finished
     cluster.pod = pod("Succeeded", spec_hash=HASH, uid="p1")
+    inspecting = await traders.reconcile(services(cluster, runners), trader(), deleting=True)
+    assert not inspecting.finished
+    assert cluster.calls == [("create_pod", "btc-inspect")]
+    cluster.inspection = pod(
+        "Succeeded",
+        uid="i1",
+        annotations={"backtestkit.dev/inspected-runner": "p1"},
+        container={"state": {"terminated": {"exitCode": 0, "message": '{"open":null,"scheduled":null}'}}},
+    )
     last = await traders.reconcile(services(cluster, runners), trader(), deleting=True)
     assert last.finished
-    assert cluster.calls == [("delete_pod", "p1"), ("delete_pvc", "btc-state")]
+    assert cluster.calls[1:] == [("delete_pod", "p1"), ("delete_pvc", "btc-state"), ("delete_pod", "i1")]
+
+
+async def test_the_stop_request_carries_the_traders_control_token() -> None:
+    cluster = FakeCluster(pod(spec_hash=HASH))
+    cluster.secrets["btc-control"] = build_control_secret(trader(), "s3cret")
+    runners = FakeRunners(runner_status("running", SIGNAL))
+    await traders.reconcile(services(cluster, runners), trader(), deleting=True)
+    assert runners.tokens == ["s3cret"]
 
 
 async def test_an_unusable_spec_is_a_spec_error_before_any_call() -> None:

@@ -22,6 +22,7 @@ class Control:
         self.alive = Probe(True, "ticking")
         self.ready = Probe(False, "restoring")
         self.stop_requests: list[str | None] = []
+        self.controls: list[str] = []
         self.metrics = RunnerMetrics(symbol=ev.SYMBOL, strategy=ev.STRATEGY, exchange=ev.EXCHANGE)
 
     def status(self) -> Mapping[str, Any]:
@@ -35,6 +36,15 @@ class Control:
 
     async def request_stop(self, reason: str | None) -> None:
         self.stop_requests.append(reason)
+
+    async def pause(self) -> None:
+        self.controls.append("pause")
+
+    async def resume(self) -> None:
+        self.controls.append("resume")
+
+    async def close_pending(self) -> None:
+        self.controls.append("close")
 
     def render_metrics(self) -> tuple[bytes, str]:
         return self.metrics.render(), self.metrics.content_type
@@ -51,6 +61,18 @@ async def api() -> AsyncIterator[tuple[Control, str, aiohttp.ClientSession]]:
 
 
 Api = tuple[Control, str, aiohttp.ClientSession]
+TOKEN = "a-long-random-control-token"
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[tuple[Control, str, aiohttp.ClientSession]]:
+    """The API with a control token, as the operator runs it in a pod."""
+    control = Control()
+    server = ApiServer(control, host="127.0.0.1", port=0, token=TOKEN)
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        yield control, f"http://127.0.0.1:{server.port}", session
+    await server.close()
 
 
 class TestProbes:
@@ -148,9 +170,72 @@ class TestErrorsAreJson:
             assert r.headers["Allow"]
 
     @pytest.mark.parametrize("path", ["/open", "/signal", "/signals", "/params", "/strategy"])
-    async def test_nothing_accepts_a_write_except_stop(self, api: Api, path: str) -> None:
+    async def test_nothing_accepts_a_write_except_the_controls(self, api: Api, path: str) -> None:
         control, url, http = api
         for method in ("POST", "PUT", "PATCH"):
             async with http.request(method, url + path, json={"position": "long"}) as r:
                 assert r.status == 404
         assert control.stop_requests == []
+
+
+class TestControlToken:
+    @pytest.mark.parametrize("path", ["/stop", "/pause", "/resume", "/close"])
+    @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic " + TOKEN, TOKEN])
+    async def test_a_mutating_request_without_the_token_is_a_401_and_changes_nothing(
+        self, guarded: Api, path: str, header: str | None
+    ) -> None:
+        control, url, http = guarded
+        headers = {"Authorization": header} if header else {}
+        async with http.post(url + path, headers=headers) as r:
+            assert r.status == 401
+            assert "control token" in (await r.json())["error"]
+        assert control.stop_requests == [] and control.controls == []
+
+    async def test_with_the_token_stop_pause_resume_and_close_reach_the_trader(self, guarded: Api) -> None:
+        control, url, http = guarded
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for path in ("/pause", "/resume", "/close", "/stop"):
+            async with http.post(url + path, headers=headers) as r:
+                assert r.status == 202
+        assert control.controls == ["pause", "resume", "close"]
+        assert control.stop_requests == [None]
+
+    async def test_reading_needs_no_token(self, guarded: Api) -> None:
+        _, url, http = guarded
+        for path in ("/status", "/healthz", "/metrics"):
+            async with http.get(url + path) as r:
+                assert r.status in (200, 503)
+
+    async def test_without_a_token_mutations_are_served_to_loopback_only(self) -> None:
+        from backtest_kit_runner.http_api import _loopback
+
+        assert _loopback("127.0.0.1") and _loopback("::1")
+        assert not _loopback("10.0.0.8") and not _loopback(None) and not _loopback("garbage")
+
+    async def test_a_pod_address_without_a_token_is_refused(self) -> None:
+        control = Control()
+        addresses = [a for a in _local_addresses() if not a.startswith("127.")]
+        if not addresses:
+            pytest.skip("this machine has no non-loopback address")
+        server = ApiServer(control, host=addresses[0], port=0)
+        await server.start()
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"http://{addresses[0]}:{server.port}/stop") as r,
+            ):
+                assert r.status == 403
+        finally:
+            await server.close()
+        assert control.stop_requests == []
+
+
+def _local_addresses() -> list[str]:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("10.255.255.255", 1))
+            return [str(sock.getsockname()[0])]
+    except OSError:
+        return []

@@ -3,10 +3,12 @@ and OS signals the way the kubelet and the operator drive it."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from ..exchanges.fake_binance import FakeBinance, Status
 from .binance_feed import serve_fake_binance
+from .process_runs import run_runner
 from .runner_process import REPLAY, LiveRunner, events, http, read_json, wait_for
 
 Start = Callable[..., LiveRunner]
@@ -326,3 +329,57 @@ class TestABinanceFeed:
         assert runner.status()["tickErrors"] == 0  # the retry inside the adapter hid the failure
         runner.signal(signal.SIGTERM)
         assert runner.wait_exit(10) == 143
+
+
+class TestDrainModeStateShowAndTheControlToken:
+    def test_a_runner_started_in_drain_mode_exits_0_without_opening_a_signal(
+        self, live_runner: Start, tmp_path: Path
+    ) -> None:
+        log = tmp_path / "events.jsonl"
+        runner = live_runner(always_long(6000, "--events", str(log)), env={"BACKTEST_KIT_DRAIN": "1"})
+        assert runner.wait_exit(60) == 0, runner.log()
+        assert [e for e in events(log) if e["action"] == "opened"] == []
+
+    def test_state_show_reports_the_signal_a_replay_left_open_at_until_without_touching_the_volume(
+        self, live_runner: Start, tmp_path: Path
+    ) -> None:
+        runner = live_runner(always_long(6000, "--until", "2024-01-01T00:20:00Z"))
+        assert runner.wait_exit(60) == 0, runner.log()
+        state = runner.state_dir
+        before = {p: p.stat().st_mtime_ns for p in state.rglob("*") if p.is_file()}
+        out = tmp_path / "termination-log"
+        shown = run_runner(["state", "show", "--state-dir", str(state), "--output", str(out)])
+        assert shown.returncode == 0, shown.stderr
+        report = json.loads(shown.stdout)
+        assert report == json.loads(out.read_text())
+        record = read_json(state / STATE_FILE)
+        assert record["pending"] is not None, "the strategy opens at once and holds past 20 minutes"
+        assert report["open"]["id"] == record["pending"]["id"]
+        assert report["files"] == [Path(STATE_FILE).name]
+        assert {p: p.stat().st_mtime_ns for p in state.rglob("*") if p.is_file()} == before
+
+    def test_state_show_reports_a_corrupt_record_instead_of_moving_it_aside(self, tmp_path: Path) -> None:
+        live = tmp_path / "state" / "live"
+        live.mkdir(parents=True)
+        (live / "SYNUSDT_x_synthetic.json").write_text("{not json")
+        shown = run_runner(["state", "show", "--state-dir", str(tmp_path / "state")])
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["corrupt"] == ["SYNUSDT_x_synthetic.json"]
+        assert (live / "SYNUSDT_x_synthetic.json").read_text() == "{not json"
+
+    def test_with_a_control_token_file_stop_needs_the_bearer_token(
+        self, live_runner: Start, tmp_path: Path
+    ) -> None:
+        token_file = tmp_path / "token"
+        token_file.write_text("t0ken\n")
+        runner = live_runner(always_long(60), env={"BACKTEST_KIT_CONTROL_TOKEN_FILE": str(token_file)})
+        runner.wait_ready()
+        status, _ = runner.post("/stop")
+        assert status == 401
+        assert runner.status()["phase"] != "draining"
+        request = urllib.request.Request(
+            runner.url + "/stop", method="POST", headers={"Authorization": "Bearer t0ken"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 202
+        assert runner.status()["phase"] in ("draining", "done")
