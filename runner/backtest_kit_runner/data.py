@@ -164,6 +164,8 @@ async def _fill(plan: DownloadPlan, fetch: Fetch, progress: Bar | None) -> tuple
     cached = 0
     for first, last in months(plan.start_ms, plan.end_ms):
         path = month_path(plan.cache, plan.label, plan.symbol, first)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed download
+            stale.unlink(missing_ok=True)
         have = read_month(path).ts
         runs = missing_runs(have, first, last)
         cached += (last - first) // MINUTE_MS + 1 - sum(n for _, n in runs)

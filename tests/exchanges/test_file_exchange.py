@@ -459,3 +459,63 @@ class TestCandleArrays:
         assert len(exchange.candle_arrays("BTCUSDT")) == n
         candles = await fetch(exchange, "1h", START, n // 60)
         assert len(candles) == n // 60 and candles[-1].volume == 60.0
+
+
+class TestBinanceExports:
+    """Binance's kline CSV export, with or without its header, in milliseconds or microseconds."""
+
+    EXPORT_HEADER = (
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+        "taker_buy_volume,taker_buy_quote_volume,ignore"
+    )
+
+    @staticmethod
+    def export_rows(candles: Sequence[Candle], unit: int) -> list[str]:
+        return [
+            f"{c.timestamp * unit},{c.open!r},{c.high!r},{c.low!r},{c.close!r},{c.volume!r},"
+            f"{(c.timestamp + MINUTE - 1) * unit},1.5,3,0.5,0.7,0"
+            for c in candles
+        ]
+
+    @pytest.mark.parametrize("unit", [1, 1000], ids=["milliseconds", "microseconds"])
+    @pytest.mark.parametrize("header", [True, False], ids=["header", "no-header"])
+    async def test_an_export_reads_as_the_same_candles(self, tmp_path: Path, unit: int, header: bool) -> None:
+        candles = minute_candles(30)
+        rows = self.export_rows(candles, unit)
+        (tmp_path / "BTCUSDT.csv").write_text(
+            "\n".join(([self.EXPORT_HEADER] if header else []) + rows) + "\n"
+        )
+        got = await CandleFileExchange(tmp_path).get_candles("BTCUSDT", "1m", START, 30)
+        assert got == candles
+
+    async def test_a_bad_row_of_a_headerless_export_is_named_by_its_line(self, tmp_path: Path) -> None:
+        rows = self.export_rows(minute_candles(5), 1)
+        rows[3] = (
+            rows[3].replace(",1.0,", ",x,", 1)
+            if ",1.0," in rows[3]
+            else rows[3].split(",", 1)[0] + ",x" + rows[3][rows[3].index(",", rows[3].index(",") + 1) :]
+        )
+        (tmp_path / "BTCUSDT.csv").write_text("\n".join(rows) + "\n")
+        with pytest.raises(CandleFileError, match="line 4 has open 'x'"):
+            await CandleFileExchange(tmp_path).get_candles("BTCUSDT", "1m", START, 5)
+
+    async def test_a_download_cache_directory_serves_its_month_files_as_one_market(
+        self, tmp_path: Path
+    ) -> None:
+        candles = minute_candles(120, start_ms=START_MS - 60 * MINUTE)  # 23:00 of Dec 31 .. 00:59 Jan 1
+        folder = tmp_path / "BTCUSDT" / "1m"
+        folder.mkdir(parents=True)
+        for name, part in (("2023-12.parquet", candles[:60]), ("2024-01.parquet", candles[60:])):
+            columns = dict(
+                zip(
+                    ("timestamp", "open", "high", "low", "close", "volume"),
+                    zip(*part, strict=True),
+                    strict=True,
+                )
+            )
+            pq.write_table(pa.table({k: list(v) for k, v in columns.items()}), folder / name)
+        exchange = CandleFileExchange(tmp_path)
+        assert exchange.symbols() == ["BTCUSDT"]
+        got = await exchange.get_candles("BTCUSDT", "1h", START - timedelta(hours=1), 2)
+        assert [c.timestamp for c in got] == [START_MS - 60 * MINUTE, START_MS]
+        assert got[1].close == candles[-1].close and got[0].open == candles[0].open
