@@ -26,6 +26,7 @@ from .errors import BacktestKitError
 from .events import DoneEvent, EventBus, PerformanceEvent, ProgressEvent
 from .lifecycle import SignalState, StrategyInstance, Transition
 from .market import ExchangeClient, MinuteFeed
+from .position import commit_at
 from .registry import FrameSchema, Registry
 from .reports import RunRecord
 from .risks import RiskBook
@@ -53,6 +54,7 @@ class BacktestRun:
     stop_requested: bool = False
     asks: int = 0  # get_signal calls
     signal_errors: int = 0  # asks that raised, timed out or returned an invalid signal
+    instance: StrategyInstance | None = None  # while running: where a managed position is held
 
     def stats(self) -> dict[str, Any]:
         return self.record.stats()
@@ -120,6 +122,7 @@ class BacktestMode:
             bus=self._bus,
             frame_name=frame_schema.name,
         )
+        current.instance = inst
         feed = MinuteFeed(
             client,
             symbol,
@@ -248,6 +251,46 @@ class BacktestMode:
         run = self._runs.get((symbol, strategy))
         if run is not None:
             run.stop_requested = True
+
+    # ------------------------------------------------------------------ commits from listeners
+    # A listener of a position event runs outside the candle's context; these variants name the
+    # run and take the price explicitly (POSITION.md item 5). They act on the position the run
+    # is managing right now and return False when there is none; ``exchange=``/``frame=`` are
+    # accepted for the reference's shape (a run is named by symbol and strategy here).
+    def _commit(self, symbol: str, strategy: str, action: str, price: float, value: float | None) -> bool:
+        run = self._runs.get((symbol, strategy))
+        desk = run.instance.desk if run is not None and run.instance is not None else None
+        return desk is not None and commit_at(desk, action, price, value)
+
+    async def commit_partial_profit(
+        self, symbol: str, percent: float, current_price: float, *, strategy: str, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "partial-profit", current_price, percent)
+
+    async def commit_partial_loss(
+        self, symbol: str, percent: float, current_price: float, *, strategy: str, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "partial-loss", current_price, percent)
+
+    async def commit_trailing_stop(
+        self, symbol: str, percent_shift: float, current_price: float, *, strategy: str, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "trailing-stop", current_price, percent_shift)
+
+    async def commit_trailing_take(
+        self, symbol: str, percent_shift: float, current_price: float, *, strategy: str, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "trailing-take", current_price, percent_shift)
+
+    async def commit_breakeven(
+        self, symbol: str, current_price: float, *, strategy: str, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "breakeven", current_price, None)
+
+    async def commit_average_buy(
+        self, symbol: str, current_price: float, *, strategy: str, cost: float | None = None, **context: str
+    ) -> bool:
+        return self._commit(symbol, strategy, "average-buy", current_price, cost)
 
     def latest(self, symbol: str, strategy: str) -> BacktestRun | None:
         """The latest run of ``symbol:strategy`` in this engine (``None`` before any)."""

@@ -233,6 +233,26 @@ class CommitEvent:
         return dict(self.details)
 
 
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    """A manual control of a live trader: ``drain``, ``pause``, ``resume`` or ``close``."""
+
+    action: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    timestamp: int  # wall clock, epoch ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "symbol": self.symbol,
+            "strategyName": self.strategy_name,
+            "exchangeName": self.exchange_name,
+            "timestamp": self.timestamp,
+        }
+
+
 class EventBus:
     """Every subject of one engine; listener failures go to its own ``error`` subject."""
 
@@ -256,6 +276,7 @@ class EventBus:
         self.partial_loss_available: Subject[PositionEvent] = Subject("partial_loss_available", err)
         self.breakeven_available: Subject[PositionEvent] = Subject("breakeven_available", err)
         self.strategy_commit: Subject[CommitEvent] = Subject("strategy_commit", err)
+        self.control: Subject[ControlEvent] = Subject("control", err)
 
     @property
     def position_listeners(self) -> bool:
@@ -316,4 +337,5 @@ SUBJECTS: tuple[str, ...] = (
     "partial_loss_available",
     "breakeven_available",
     "strategy_commit",
+    "control",
 )

@@ -440,10 +440,24 @@ class StrategyInstance:
         )
 
     async def live_tick(
-        self, state: SignalState, when_ms: int, candles: list[Candle], *, may_open: bool
+        self,
+        state: SignalState,
+        when_ms: int,
+        candles: list[Candle],
+        *,
+        may_open: bool,
+        close_now: bool = False,
     ) -> Transition:
-        """Items 23 and 25, and asking when idle (only if ``may_open``): one minute of live mode."""
+        """Items 23 and 25, and asking when idle (only if ``may_open``): one minute of live mode.
+
+        ``close_now`` (a manual close) closes the open position at this tick's price with reason
+        ``closed``, or cancels the scheduled one with reason ``user``.
+        """
         vwap = candle_vwap(candles)
+        if close_now and state.pending is not None:
+            return self.close(state, Outcome(when_ms, "closed", vwap))
+        if close_now and state.scheduled is not None:
+            return self.cancel(state, Outcome(when_ms, "user", vwap))
         if state.pending is not None:
             row = state.pending
             outcome = self.step_pending(row, when_ms, vwap, candles[-1])

@@ -18,13 +18,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .candles import MINUTE_MS, iso
 from .clock import Clock, WallClock
 from .config import EngineConfig
 from .errors import ConfigurationError, CorruptStateError, PersistenceError
-from .events import CommitEvent, DoneEvent, EventBus, PerformanceEvent
+from .events import CommitEvent, ControlEvent, DoneEvent, EventBus, PerformanceEvent
 from .lifecycle import SignalState, StrategyInstance, Transition
 from .market import ExchangeClient
 from .persistence import FilePersistence, PersistenceAdapter
@@ -50,7 +50,9 @@ class LiveSession:
     strategy: str
     exchange: str = ""
     phase: str = "idle"  # idle | running | draining | done
-    stop_requested: bool = False
+    stop_requested: bool = False  # drain: no new signal; ends once flat (persisted)
+    paused: bool = False  # no new signal until resumed; the open one is still watched (persisted)
+    close_requested: bool = False  # close the open (or cancel the scheduled) signal next tick (persisted)
     frozen: str | None = None  # why no new signal may open (corrupt state moved aside)
     ticks: int = 0
     tick_errors: int = 0
@@ -60,6 +62,9 @@ class LiveSession:
     last_result: dict[str, Any] | None = None
     resume_after: int | None = None  # the minute of the last persisted change: never ticked again
     record: RunRecord = field(default_factory=RunRecord)
+    wiring: _Wiring | None = None  # while running: where the state is stored
+    pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
+    persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,12 @@ class LiveMode:
         session = self._open_session(symbol, strategy, exchange)
         wiring = self._wire(symbol, strategy, exchange, persistence, cfg)
         await self._restore(session, wiring)
+        session.wiring = wiring
+        if session.pending:  # controls asked before the run started override the record
+            for name, value in session.pending.items():
+                setattr(session, name, value)
+            session.pending.clear()
+            self._save_controls(session)
         if on_restore is not None:
             on_restore(session.last_result)
         session.phase = "draining" if session.stop_requested else "running"
@@ -123,7 +134,20 @@ class LiveMode:
             if not isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
                 await self._bus.exit.emit(exc)
             session.phase = "done" if session.phase == "draining" else "idle"
+            session.wiring = None
             raise
+        if session.stop_requested and session.state.flat:
+            # the drain is complete: a later run on this state (a new spec) starts afresh
+            self._write(
+                session,
+                wiring,
+                session.persisted_ms,
+                session.state,
+                session.last_result,
+                durable=True,
+                drain=False,
+            )
+        session.wiring = None
         session.phase = "done"
         await self._bus.done_live.emit(DoneEvent(symbol, strategy, exchange, "", False))
 
@@ -133,8 +157,9 @@ class LiveMode:
         if current is not None and current.phase in ("running", "draining"):
             raise ConfigurationError(f"live {symbol}:{strategy} is already running in this process")
         session = LiveSession(symbol, strategy, exchange, record=RunRecord(symbol, strategy, exchange))
-        # a stop asked for before the run started applies to it; a finished run's does not
-        session.stop_requested = current is not None and current.phase == "idle" and current.stop_requested
+        # controls asked for since the last run apply to this one (a finished run's own do not)
+        if current is not None:
+            session.pending = dict(current.pending)
         self._sessions[key] = session
         return session
 
@@ -218,13 +243,19 @@ class LiveMode:
         """One minute: the lifecycle decides, this persists, then adopts and reports."""
         inst = wiring.inst
         arr = await inst.client.historical(inst.symbol, "1m", when, wiring.config.avg_price_candles_count)
-        may_open = not session.stop_requested and session.frozen is None
-        step = await inst.live_tick(session.state, when, arr.to_candles(), may_open=may_open)
+        may_open = not (session.stop_requested or session.paused) and session.frozen is None
+        closing = session.close_requested
+        step = await inst.live_tick(
+            session.state, when, arr.to_candles(), may_open=may_open, close_now=closing
+        )
+        if closing:  # done by this step, so the record written with it no longer asks for it
+            session.close_requested = False
         if step.persist != "none":
             try:
                 self._persist(session, wiring, when, step)
             except PersistenceError as failure:
                 if step.persist_required:
+                    session.close_requested = closing
                     raise  # not adopted: the previous state stays in force and the tick is retried
                 await self._bus.error.emit(failure)
         session.state = step.state
@@ -250,8 +281,34 @@ class LiveMode:
         return step, session.stop_requested and step.state.flat
 
     def _persist(self, session: LiveSession, wiring: _Wiring, when: int, step: Transition) -> None:
-        state = step.state
         last = step.last_signal_result
+        self._write(
+            session,
+            wiring,
+            when,
+            step.state,
+            last.flat() if last is not None else session.last_result,
+            durable=step.persist == "durable",
+        )
+
+    def _save_controls(self, session: LiveSession) -> None:
+        """Write the controls (drain, pause, close) into the record now: a restart keeps them."""
+        wiring = session.wiring
+        if wiring is None:
+            return  # not running: the run persists them when it starts
+        self._write(session, wiring, session.persisted_ms, session.state, session.last_result, durable=True)
+
+    def _write(
+        self,
+        session: LiveSession,
+        wiring: _Wiring,
+        when: int | None,
+        state: SignalState,
+        last_row: dict[str, Any] | None,
+        *,
+        durable: bool,
+        drain: bool | None = None,
+    ) -> None:
         record: dict[str, Any] = {
             "version": STATE_VERSION,
             "symbol": wiring.inst.symbol,
@@ -262,11 +319,15 @@ class LiveMode:
             "lastPendingId": state.last_pending_id,
             "lastBucket": state.last_bucket,
             "milestones": sorted(state.milestones),
-            "lastResult": last.flat() if last is not None else session.last_result,
+            "lastResult": last_row,
             "lastTickMs": when,
+            "drain": session.stop_requested if drain is None else drain,
+            "paused": session.paused,
+            "closeRequested": session.close_requested,
             "updatedAt": iso(int(time.time() * 1000)),
         }
-        wiring.store.write(wiring.key, record, durable=step.persist == "durable")
+        wiring.store.write(wiring.key, record, durable=durable)
+        session.persisted_ms = when
 
     async def _restore(self, session: LiveSession, wiring: _Wiring) -> None:
         """Item 43: restore the open/scheduled signal and the guards, without calling get_signal."""
@@ -291,7 +352,10 @@ class LiveMode:
             return
         session.state = state
         session.last_result = record.get("lastResult")
-        session.resume_after = record.get("lastTickMs")
+        session.resume_after = session.persisted_ms = record.get("lastTickMs")
+        session.stop_requested = bool(record.get("drain"))
+        session.paused = bool(record.get("paused"))
+        session.close_requested = bool(record.get("closeRequested"))
         if state.pending is not None:
             inst = wiring.inst
             inst.apply_risk(Transition(state, reserve=state.pending.to_json()))
@@ -323,16 +387,51 @@ class LiveMode:
 
         return cancel
 
-    def request_stop(self, symbol: str, strategy: str) -> None:
+    _CONTROLS: ClassVar[dict[str, tuple[str, bool]]] = {
+        "drain": ("stop_requested", True),
+        "pause": ("paused", True),
+        "resume": ("paused", False),
+        "close": ("close_requested", True),
+    }
+
+    def _control(self, symbol: str, strategy: str, action: str) -> LiveSession:
         session = self._sessions.setdefault((symbol, strategy), LiveSession(symbol, strategy))
-        session.stop_requested = True
-        if session.phase == "running":
+        name, value = self._CONTROLS[action]
+        setattr(session, name, value)
+        if session.wiring is None:
+            session.pending[name] = value  # applied (and persisted) when the next run starts
+        else:
+            self._save_controls(session)
+        if action == "drain" and session.phase == "running":
             session.phase = "draining"
+        return session
+
+    async def _announce(self, session: LiveSession, action: str) -> None:
+        await self._bus.control.emit(
+            ControlEvent(action, session.symbol, session.strategy, session.exchange, int(time.time() * 1000))
+        )
+
+    def request_stop(self, symbol: str, strategy: str) -> None:
+        """Drain, without waiting (see :meth:`stop`); persisted, so a restart comes back draining."""
+        self._control(symbol, strategy, "drain")
 
     async def stop(self, symbol: str, strategy: str) -> None:
         """Drain: no new signal; an open one closes first, a scheduled one activates and closes or
-        is cancelled. Idempotent; returns once the request is recorded."""
-        self.request_stop(symbol, strategy)
+        is cancelled. Idempotent; returns once the request is recorded (and durable, if running)."""
+        await self._announce(self._control(symbol, strategy, "drain"), "drain")
+
+    async def pause(self, symbol: str, strategy: str) -> None:
+        """No new signal until :meth:`resume`; an open or scheduled one is still watched. Persisted."""
+        await self._announce(self._control(symbol, strategy, "pause"), "pause")
+
+    async def resume(self, symbol: str, strategy: str) -> None:
+        """New signals again after :meth:`pause`. Persisted."""
+        await self._announce(self._control(symbol, strategy, "resume"), "resume")
+
+    async def close_pending(self, symbol: str, strategy: str) -> None:
+        """Close the open position at the next tick's price (reason ``closed``), or cancel the
+        scheduled signal (reason ``user``). Persisted until the tick that does it."""
+        await self._announce(self._control(symbol, strategy, "close"), "close")
 
     # ------------------------------------------------------------------ what happened
     def get_status(self, symbol: str, strategy: str) -> dict[str, Any]:
@@ -351,6 +450,8 @@ class LiveMode:
             "tickErrors": s.tick_errors,
             "frozen": s.frozen,
             "stopRequested": s.stop_requested,
+            "paused": s.paused,
+            "closeRequested": s.close_requested,
             "lastResult": s.last_result,
         }
 

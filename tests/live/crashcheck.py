@@ -24,7 +24,7 @@ REPLAY_FROM = "2024-01-01T00:00:00Z"
 MINUTE = 60_000
 
 
-def live_command(state: Path, events: Path, until: str, strategy: str) -> list[str]:
+def live_command(state: Path, events: Path, until: str, strategy: str, load: str | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -51,6 +51,7 @@ def live_command(state: Path, events: Path, until: str, strategy: str) -> list[s
         "--events",
         str(events),
         "--quiet",
+        *(["--load", load] if load else []),
     ]
 
 
@@ -70,11 +71,12 @@ def run_with_kills(
     strategy: str = "a_long_tp1_sl1",
     seed: int = 7,
     max_delay: float = 0.8,
+    load: str | None = None,
 ) -> CrashRun:
     """Start, SIGKILL after a random delay, restart; ``kills`` times; then run to ``until``."""
     rng = random.Random(seed)
     state, events = workdir / "state", workdir / "events.jsonl"
-    cmd = live_command(state, events, until, strategy)
+    cmd = live_command(state, events, until, strategy, load)
     done_kills = restarts = 0
     while True:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -99,9 +101,12 @@ def run_with_kills(
     return CrashRun(done_kills, restarts, read_events(events), read_state(state, strategy))
 
 
-def run_clean(workdir: Path, *, until: str, strategy: str = "a_long_tp1_sl1") -> CrashRun:
+def run_clean(
+    workdir: Path, *, until: str, strategy: str = "a_long_tp1_sl1", load: str | None = None
+) -> CrashRun:
     state, events = workdir / "state", workdir / "events.jsonl"
-    subprocess.run(live_command(state, events, until, strategy), check=True, capture_output=True, timeout=600)
+    cmd = live_command(state, events, until, strategy, load)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     return CrashRun(0, 1, read_events(events), read_state(state, strategy))
 
 
@@ -149,7 +154,25 @@ def check_invariants(run: CrashRun) -> dict[str, int]:
         high = float(m.high[lo_i:hi_i].max())
         price = row["pnlPriceClose"]
         assert low <= price <= high, f"signal {sid} closed at {price} outside [{low}, {high}]"
+    for row in closed.values():
+        check_managed_row(row)
     return {"opened": len(opened), "closed": len(closed), "open_at_end": int(open_id is not None)}
+
+
+def check_managed_row(row: dict[str, Any]) -> None:
+    """A closed row's entries and partial closes happened once each, in time, inside its life."""
+    entries, partials = row.get("entries") or [], row.get("partials") or []
+    stamps = [e["timestamp"] for e in entries[1:]] + [p["timestamp"] for p in partials]
+    assert len(stamps) == len(set(stamps)) or len({(p["timestamp"], p["type"]) for p in partials}) == len(
+        partials
+    ), f"signal {row['id']}: an entry or partial close was applied twice"
+    for stamp in stamps:
+        assert row["pendingAt"] <= stamp < row["closeTimestamp"], (
+            f"signal {row['id']}: commit outside its life"
+        )
+    assert row.get("totalEntries", 1) == max(1, len(entries)), f"signal {row['id']}: entry count"
+    assert row.get("totalPartials", 0) == len(partials), f"signal {row['id']}: partial count"
+    assert 0 <= row.get("partialExecuted", 0) <= 100 + 1e-9
 
 
 def without_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
