@@ -41,6 +41,15 @@ LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 #: The kinds of ``--exchange`` the runner builds itself (see :mod:`.exchange_setup`).
 EXCHANGE_KINDS: tuple[str, ...] = ("synthetic", "csv:<path>", "binance[:URL]", "ccxt:<exchange id>")
 CHART_SUFFIXES: tuple[str, ...] = (".html", ".png", ".svg")
+#: Strategies that need no --load: the engine's built-ins and the runner's parametrised examples
+#: (a test keeps this list equal to both).
+BUILTIN_STRATEGIES: tuple[str, ...] = (
+    "a_long_tp1_sl1",
+    "c_limit_sched",
+    "d_sma_cross",
+    "sma-cross",
+    "momentum",
+)
 
 
 class OptionsError(ValueError):
@@ -227,6 +236,8 @@ class OptionSpec:
     switch: bool = False
     choices: tuple[str, ...] = ()
     name: str | None = None
+    #: How the help introduces ``choices`` ("one of", or "built in" when --load can add more).
+    choices_label: str = "one of"
 
     @property
     def option(self) -> str:
@@ -248,7 +259,12 @@ def _specs(*specs: OptionSpec) -> dict[str, OptionSpec]:
 #: The one table of options: every command's options are the entries its model has fields for.
 OPTIONS: dict[str, OptionSpec] = _specs(
     OptionSpec("symbol", "market symbol, e.g. BTCUSDT"),
-    OptionSpec("strategy", "strategy name (built-in, shipped example, or registered by --load)"),
+    OptionSpec(
+        "strategy",
+        "strategy name: a built-in or shipped example, or one a --load module registers",
+        choices=BUILTIN_STRATEGIES,
+        choices_label="built in",
+    ),
     OptionSpec("params", "strategy parameters as a JSON object", metavar="JSON"),
     OptionSpec(
         "exchange",
@@ -303,7 +319,13 @@ OPTIONS: dict[str, OptionSpec] = _specs(
         metavar="FILE",
     ),
     OptionSpec("walker", "a walker a --load module registers (instead of --strategies)", metavar="NAME"),
-    OptionSpec("strategies", "strategies to compare (comma separated or repeated)", repeatable=True),
+    OptionSpec(
+        "strategies",
+        "strategies to compare (comma separated or repeated); built-in or registered by --load",
+        repeatable=True,
+        choices=BUILTIN_STRATEGIES,
+        choices_label="built in",
+    ),
     OptionSpec("jobs", "strategies backtested in parallel processes", metavar="N"),
     OptionSpec("tasks", "JSON list of {label, strategy, params}", metavar="JSON"),
     OptionSpec(
@@ -515,7 +537,7 @@ def option_help(cls: type[RunnerOptions], spec: OptionSpec) -> str:
     """The help line of ``spec`` in command ``cls``: text, choices, default and variable."""
     text = spec.help
     if spec.choices:
-        text += f"; one of: {', '.join(spec.choices)}"
+        text += f"; {spec.choices_label}: {', '.join(spec.choices)}"
     default = cls.default_text(spec.field)
     if default is not None:
         text += f" (default {default})"

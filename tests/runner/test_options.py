@@ -251,3 +251,23 @@ class TestFramesAndCommands:
     )
     def test_bad_backtest_options(self, argv: list[str], words: str) -> None:
         assert words in refusal(["backtest", "--frame", "2024-01-01..2024-01-02", *argv], LIVE)
+
+
+def test_the_help_lists_exactly_the_strategies_that_need_no_load() -> None:
+    import backtest_kit
+    from backtest_kit_runner.loading import BUILTIN_MODULES
+    from backtest_kit_runner.options import BUILTIN_STRATEGIES, OPTIONS, BacktestOptions, option_help
+
+    engine = backtest_kit.Engine()
+    assert set(BUILTIN_STRATEGIES) == set(engine.registry.list_strategies()) | set(BUILTIN_MODULES)
+    text = option_help(BacktestOptions, OPTIONS["strategy"])
+    assert "built in: a_long_tp1_sl1, c_limit_sched, d_sma_cross, sma-cross, momentum" in text
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from backtest_kit_runner.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"backtest-kit {version('backtest-kit-operator')}"
