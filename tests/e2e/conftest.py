@@ -210,6 +210,8 @@ class OperatorProcess:
     starts: int = 0
     liveness_url: str = ""
     metrics_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -221,6 +223,7 @@ class OperatorProcess:
         env["BACKTEST_KIT_OPERATOR_HTTP_TIMEOUT"] = "2"
         if self.cluster.real:
             env["BACKTEST_KIT_OPERATOR_POD_LABELS"] = json.dumps({LOCAL_LABEL: "true"})
+        env.update(self.extra_env)
         self.liveness_url = f"http://127.0.0.1:{free_port()}/healthz"
         metrics_port = free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -238,6 +241,7 @@ class OperatorProcess:
             "1",
             "--runner-image",
             "backtest-kit-runner:e2e",
+            *self.extra_args,
         ]
         self.starts += 1
         with self.log_path.open("ab") as log:
@@ -258,6 +262,36 @@ class OperatorProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def rss_peak_kib(pid: int) -> int:
+    """The peak resident set size (VmHWM) of a local process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+@pytest.fixture
+def operator_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start more operators (or one with other settings): ``make(env={...}, args=[...])``."""
+    started: list[OperatorProcess] = []
+
+    def make(*, env: dict[str, str] | None = None, args: list[str] | None = None) -> OperatorProcess:
+        process = OperatorProcess(
+            cluster,
+            tmp_path / f"operator-{len(started)}.log",
+            extra_env=dict(env or {}),
+            extra_args=list(args or []),
+        )
+        process.start()
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+        print(f"--- {process.log_path.name} (tail) ---\n{process.log_tail()}")
 
 
 @pytest.fixture
