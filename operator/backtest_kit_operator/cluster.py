@@ -28,6 +28,7 @@ from .manifests import GROUP, VERSION
 
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
+USER_AGENT = "backtest-kit-operator"
 
 
 class ClusterError(Exception):
@@ -65,7 +66,9 @@ class Cluster:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         configuration.connection_pool_maxsize = pool_size
-        return cls(kubernetes.client.ApiClient(configuration))
+        client = kubernetes.client.ApiClient(configuration)
+        client.user_agent = USER_AGENT  # audit logs (and the RBAC test) tell our calls from others'
+        return cls(client)
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,8 +35,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.kubeapi import audit  # noqa: E402
 from tests.kubeapi.fixtures import kube_api_factory, local_kubelet_factory  # noqa: E402
 from tests.kubeapi.kubelet import LocalKubelet  # noqa: E402
+
+from backtest_kit_operator import rbac  # noqa: E402
+from backtest_kit_operator.cluster import USER_AGENT as OPERATOR_USER_AGENT  # noqa: E402
 
 __all__ = ["kube_api_factory", "local_kubelet_factory"]
 
@@ -60,6 +65,8 @@ class Cluster:
     kubelet: LocalKubelet
     api_client: Any
     real: bool
+    api_url: str = ""
+    """The test API server's URL (empty on a real cluster): its request log feeds the RBAC audit."""
 
     @property
     def core(self) -> Any:
@@ -157,7 +164,7 @@ def cluster(
     api_client = kubernetes.config.new_client_from_config(str(api.kubeconfig))
     kubernetes.client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
     kubelet = local_kubelet_factory(api, cwd=REPO, restart_backoff=(0.2, 1.0))
-    yield Cluster(api.kubeconfig, namespace, kubelet, api_client, real=False)
+    yield Cluster(api.kubeconfig, namespace, kubelet, api_client, real=False, api_url=api.url)
     api_client.close()
 
 
@@ -264,6 +271,39 @@ class OperatorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+#: Every permission the operators needed, over the whole session (see ``audit_operator_calls``).
+OPERATOR_PERMISSIONS: set[audit.Permission] = set()
+
+
+def audit_operator_calls(cluster: Cluster) -> None:
+    """Fail if an operator called the API for anything its RBAC rules do not grant.
+
+    The test server logs every request with its User-Agent; the operator's own client and kopf's
+    are told apart from the tests' and the kubelet's. Skipped on a real cluster (no request log).
+    """
+    if cluster.real or not cluster.api_url:
+        return
+    with urllib.request.urlopen(cluster.api_url + "/_test/requests", timeout=10) as answer:
+        items = json.loads(answer.read())["items"]
+    ours = [r for r in items if r["userAgent"].startswith((OPERATOR_USER_AGENT, "kopf/"))]
+    used = audit.permissions(ours)
+    OPERATOR_PERMISSIONS.update(used)
+    allowed = audit.granted(
+        rbac.policy_rules((*rbac.NAMESPACED_RULES, *rbac.PEERING_RULES, *rbac.CLUSTER_PEERING_RULES))
+    )
+    assert used <= allowed, f"the operator called the API beyond its RBAC rules: {sorted(used - allowed)}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not OPERATOR_PERMISSIONS:
+        return
+    allowed = audit.granted(rbac.policy_rules(rbac.NAMESPACED_RULES))
+    unused = sorted(allowed - OPERATOR_PERMISSIONS)
+    print(
+        f"\noperator RBAC audit: {len(OPERATOR_PERMISSIONS)} permissions used; granted but unused: {unused}"
+    )
+
+
 def rss_peak_kib(pid: int) -> int:
     """The peak resident set size (VmHWM) of a local process, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -292,6 +332,7 @@ def operator_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[...,
     for process in started:
         process.stop()
         print(f"--- {process.log_path.name} (tail) ---\n{process.log_tail()}")
+    audit_operator_calls(cluster)
 
 
 @pytest.fixture
@@ -301,6 +342,7 @@ def operator(cluster: Cluster, tmp_path: Path) -> Iterator[OperatorProcess]:
     yield process
     process.stop()
     print(f"--- operator log (tail) ---\n{process.log_tail()}")
+    audit_operator_calls(cluster)
 
 
 @dataclass

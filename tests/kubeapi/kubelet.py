@@ -88,6 +88,7 @@ import aiohttp
 
 from .client import KubeClient, KubeError, informer
 from .node import LOCAL_LABEL, NodeRegistration
+from .qos import qos_class
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class PodWorker:
             "podIPs": [{"ip": LOCAL_IP}],
             "startTime": (self.pod.get("status") or {}).get("startTime") or t,
             "containerStatuses": [self._container_status(state)],
-            "qosClass": "BestEffort",
+            "qosClass": qos_class(self.pod.get("spec") or {}),  # what the API server computed
         }
         self.pod.setdefault("status", {})["startTime"] = status["startTime"]
         try:

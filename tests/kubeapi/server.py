@@ -46,6 +46,7 @@ from .errors import (
     status_body,
 )
 from .patching import json_patch, merge_patch, strategic_merge_patch
+from .qos import qos_class
 from .resources import ResourceType, builtin_resources, crd_status, resources_from_crd
 from .selection import parse_field_selector, parse_label_selector
 from .store import Key, Store, Watcher, WatchEvent
@@ -198,6 +199,38 @@ def immutability_causes(key: Key, old: dict[str, Any], new: dict[str, Any]) -> l
     return []
 
 
+def status_immutability_causes(key: Key, old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """Status fields the real server never lets change: a pod's ``status.qosClass``."""
+    if key != POD_KEY:
+        return []
+    before = (old.get("status") or {}).get("qosClass")
+    after = (new.get("status") or {}).get("qosClass")
+    if before and after != before:
+        return [
+            Cause(
+                "status.qosClass",
+                "FieldValueInvalid",
+                f"Invalid value: {json.dumps(after)}: field is immutable",
+            )
+        ]
+    return []
+
+
+#: kube-apiserver refuses request bodies above 3 MiB (413) and etcd objects above 1.5 MiB (its
+#: ``--max-request-bytes``): the API server then answers 500 "etcdserver: request is too large".
+MAX_BODY_BYTES = 3 * 1024 * 1024
+MAX_OBJECT_BYTES = 1536 * 1024
+
+
+def check_object_size(obj: dict[str, Any]) -> None:
+    if len(json.dumps(obj, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+        raise ApiError(500, "etcdserver: request is too large", "InternalError")
+
+
+#: The test server's own endpoint listing the requests it served (not part of the Kubernetes API).
+REQUEST_LOG_PATH = "/_test/requests"
+
+
 class ApiServer:
     """The request handling; one instance per aiohttp application, used on a single event loop."""
 
@@ -220,6 +253,8 @@ class ApiServer:
         self.group_versions: dict[str, list[str]] = {}
         self._gc_task: asyncio.Task[None] | None = None
         self.watch_tasks: set[asyncio.Task[Any]] = set()
+        self.requests: list[dict[str, Any]] = []
+        """Every request served (method, path, query, User-Agent), for audits of who called what."""
         for rt in builtin_resources():
             self._register(rt)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -387,7 +422,7 @@ class ApiServer:
                     )
                 )
             if old is None:
-                obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+                obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
         elif rt.key == ("batch", "jobs"):
             spec = obj.setdefault("spec", {})
             mode = spec.setdefault("completionMode", "NonIndexed")
@@ -608,6 +643,7 @@ class ApiServer:
                 self._register(new_rt)
         if rt.key == POD_KEY:
             self._check_service_account(obj)
+        check_object_size(obj)
         stored = self.store.put(rt.key, obj, None)
         if rt.key == NS_KEY:
             # what the service-account controller does for every new namespace
@@ -730,6 +766,8 @@ class ApiServer:
         if subresource != "status":
             causes += self._prepare_builtin(rt, new, old)
             causes += immutability_causes(rt.key, old, new)
+        else:
+            causes += status_immutability_causes(rt.key, old, new)
         causes += self._custom_checks(rt, new, old)
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
@@ -744,6 +782,7 @@ class ApiServer:
             new["status"] = {**(new.get("status") or {}), **crd_status(new)}
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return self._finalize_removal(rt.key, new)
+        check_object_size(new)
         return self.store.put(rt.key, new, old)
 
     def _finalize_removal(self, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
@@ -1016,6 +1055,16 @@ class ApiServer:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == REQUEST_LOG_PATH:
+            return self._request_log(request)
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "userAgent": request.headers.get("User-Agent", ""),
+            }
+        )
         try:
             return await self._route(request)
         except ApiError as exc:
@@ -1027,8 +1076,21 @@ class ApiServer:
             body = status_body(500, "InternalError", f"Internal error occurred: {exc}")
             return web.json_response(body, status=500)
 
+    def _request_log(self, request: web.Request) -> web.Response:
+        """``GET`` the requests served so far (``?userAgent=`` filters by prefix); ``DELETE`` clears."""
+        if request.method == "DELETE":
+            self.requests.clear()
+            return web.json_response({"items": []})
+        prefix = request.query.get("userAgent", "")
+        items = [r for r in self.requests if r["userAgent"].startswith(prefix)]
+        return web.json_response({"items": items})
+
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, f"Request entity too large: limit is {MAX_BODY_BYTES}", "RequestEntityTooLarge"
+            )
         if not raw:
             return None
         ctype = request.content_type
