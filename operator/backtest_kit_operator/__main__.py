@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from .settings import ENV_PREFIX
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         default=os.environ.get(ENV_PREFIX + "PEERING") or None,
         help="coordinate with other operator replicas through this KopfPeering (default: standalone)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=int(os.environ[ENV_PREFIX + "PRIORITY"]) if os.environ.get(ENV_PREFIX + "PRIORITY") else None,
+        help="kopf peering priority; default: the start time in seconds, so the newest operator leads "
+        f"and older ones pause [env {ENV_PREFIX}PRIORITY]",
     )
     parser.add_argument(
         "--liveness",
@@ -120,9 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(namespaces) if namespaces else "all namespaces",
         f"peering {args.peering}" if args.peering else "standalone",
     )
+    # One active operator: kopf pauses every peer below the highest priority (and all of them when
+    # two share it), so each operator takes its start time as priority — the newest leads.
+    priority = args.priority if args.priority is not None else int(time.time()) % 2**31
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=priority,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness or None,
