@@ -33,6 +33,7 @@ PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
 # Value presets. "all-features" switches on every optional feature at once.
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    "standalone": {"peering": {"enabled": False}, "networkPolicy": {"enabled": False}},
     "all-features": {
         "watch": {"namespaces": ["trading-a", "trading-b"]},
         "peering": {"enabled": True, "name": "btk-peering", "createObjects": "always"},

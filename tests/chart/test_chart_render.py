@@ -87,9 +87,11 @@ class TestRendering:
         kinds = sorted(o["kind"] for o in scenario_objects("defaults"))
         assert kinds == sorted(
             [
+                "ClusterKopfPeering",  # peering is on by default: one active operator
                 "ClusterRole",
                 "ClusterRoleBinding",
                 "Deployment",
+                "NetworkPolicy",  # runner pods admit only the operator (and Prometheus)
                 "Service",
                 "ServiceAccount",
                 "ServiceAccount",
@@ -176,7 +178,7 @@ class TestPrometheusOperatorGating:
         )
 
     def test_peering_objects_render_automatically_only_when_the_kopf_api_is_served(self) -> None:
-        values = {"peering": {"enabled": True}}
+        values = {"peering": {"enabled": True, "createObjects": "auto"}}
         assert not of_kind(objects(values), "ClusterKopfPeering")
         assert len(of_kind(objects(values, api_versions=["kopf.dev/v1"]), "ClusterKopfPeering")) == 1
         never = {"peering": {"enabled": True, "createObjects": "never"}}
@@ -334,5 +336,16 @@ class TestValuesSchema:
 
 # Values whose content is a Kubernetes object (free-form in the schema, checked by Kubernetes itself).
 PASSTHROUGH = frozenset(
-    {"livenessProbe", "readinessProbe", "resources", "podSecurityContext", "securityContext", "affinity"}
+    {
+        "livenessProbe",
+        "readinessProbe",
+        "resources",
+        "podSecurityContext",
+        "securityContext",
+        "affinity",
+        "runnerResources",
+        "walkerResources",
+        "namespaceSelector",
+        "podSelector",
+    }
 )

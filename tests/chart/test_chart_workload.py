@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Any
 
@@ -14,6 +15,7 @@ from .chart_support import (
     NAMESPACE,
     RELEASE,
     SCENARIOS,
+    chart,
     objects,
     of_kind,
     one,
@@ -26,6 +28,7 @@ RUNNER_SA = f"{FULLNAME}-runner"
 # What the operator serves for each value preset ([] = the whole cluster).
 SERVED_NAMESPACES = {
     "defaults": [],
+    "standalone": [],
     "all-features": ["trading-a", "trading-b"],
     "own-namespace": [NAMESPACE],
     "cluster-peering": [],
@@ -51,8 +54,9 @@ class TestSingleWriter:
         assert spec["strategy"] == {"type": "Recreate"}
 
     def test_without_peering_the_operator_runs_standalone_because_no_peering_flag_is_passed(self) -> None:
-        args = operator_container(scenario_objects("defaults"))["args"]
+        args = operator_container(scenario_objects("standalone"))["args"]
         assert not [a for a in args if a.startswith("--peering")]
+        assert f"--peering={FULLNAME}" in operator_container(scenario_objects("defaults"))["args"]
 
     def test_with_peering_the_operator_joins_the_named_peering(self) -> None:
         args = operator_container(scenario_objects("all-features"))["args"]
@@ -284,7 +288,7 @@ class TestRbac:
                     )
 
     def test_the_all_namespaces_scope_grants_what_the_operator_needs_cluster_wide(self) -> None:
-        (role,) = of_kind(scenario_objects("defaults"), "ClusterRole")
+        (role,) = of_kind(scenario_objects("standalone"), "ClusterRole")
         assert role["metadata"]["name"] == FULLNAME
         assert role["rules"] == NAMESPACED_RULES
         assert not of_kind(scenario_objects("defaults"), "Role")
@@ -295,13 +299,13 @@ class TestRbac:
         for scenario in ("all-features", "own-namespace"):
             roles = of_kind(scenario_objects(scenario), "Role")
             assert roles and all(r["rules"] == NAMESPACED_RULES + PEERING_RULES for r in roles), scenario
-        roles = of_kind(objects({"watch": {"namespaces": ["a"]}}), "Role")
+        roles = of_kind(objects({"watch": {"namespaces": ["a"]}, "peering": {"enabled": False}}), "Role")
         assert [r["rules"] for r in roles] == [NAMESPACED_RULES]
 
     def test_the_chart_and_the_operators_plain_manifest_grant_the_same_rules(self) -> None:
         text = resources.files("backtest_kit_operator").joinpath("rbac.yaml").read_text()
         operator_role, peering_role = [doc for doc in yaml.safe_load_all(text) if doc]
-        (chart_role,) = of_kind(scenario_objects("defaults"), "ClusterRole")
+        (chart_role,) = of_kind(scenario_objects("standalone"), "ClusterRole")
         assert chart_role["rules"] == operator_role["rules"]
         assert peering_role["rules"] == PEERING_RULES + CLUSTER_PEERING_RULES
 
@@ -344,7 +348,7 @@ class TestRbac:
             assert not {"pods/log", "customresourcedefinitions", "namespaces"} & set(rule["resources"]), where
 
     def test_kopf_peering_rights_exist_only_when_peering_is_enabled(self) -> None:
-        off = _grants(scenario_objects("defaults"), "ClusterRole")
+        off = _grants(scenario_objects("standalone"), "ClusterRole")
         assert not [key for key in off if key[0] == "kopf.dev"]
         cluster = _grants(scenario_objects("cluster-peering"), "ClusterRole")
         assert cluster[("kopf.dev", "clusterkopfpeerings")] == PEERING_VERBS
@@ -409,3 +413,46 @@ class TestServiceAccounts:
         assert _pod_spec(objs)["serviceAccountName"] == "ops-sa"
         for binding in of_kind(objs, "ClusterRoleBinding"):
             assert binding["subjects"][0]["name"] == "ops-sa"
+
+
+class TestLeastPrivilegeForWhatTheOperatorStarts:
+    def test_the_operator_gets_the_image_allowlist_default_resources_and_walker_bounds(self) -> None:
+        env = _env(operator_container(scenario_objects("defaults")))
+        runner_image = f"ghcr.io/backtest-kit/backtest-kit-runner:{chart().metadata['appVersion']}"
+        assert env["BACKTEST_KIT_OPERATOR_ALLOWED_IMAGES"] == runner_image
+        assert json.loads(env["BACKTEST_KIT_OPERATOR_RUNNER_RESOURCES"])["limits"]["memory"] == "512Mi"
+        assert json.loads(env["BACKTEST_KIT_OPERATOR_WALKER_RESOURCES"])["requests"]["cpu"] == "100m"
+        assert env["BACKTEST_KIT_OPERATOR_WALKER_ACTIVE_DEADLINE"] == "21600"
+        assert env["BACKTEST_KIT_OPERATOR_WALKER_TTL_AFTER_FINISHED"] == "604800"
+        allowed = objects({"operatorSettings": {"allowedImages": ["registry.example.com/btk/*", "x:1"]}})
+        assert _env(operator_container(allowed))["BACKTEST_KIT_OPERATOR_ALLOWED_IMAGES"] == (
+            "registry.example.com/btk/*,x:1"
+        )
+
+    def test_the_rendered_settings_are_accepted_by_the_operators_settings_model(self) -> None:
+        from backtest_kit_operator.settings import load_settings
+
+        env = _env(operator_container(scenario_objects("defaults")))
+        settings = load_settings(
+            {k: str(v) for k, v in env.items() if k.startswith("BACKTEST_KIT_OPERATOR_")}
+        )
+        assert settings.image_allowed(env["BACKTEST_KIT_OPERATOR_RUNNER_IMAGE"])
+        assert not settings.image_allowed("evil.example/miner:1")
+
+    def test_runner_pods_admit_only_the_operator_and_prometheus(self) -> None:
+        (policy,) = of_kind(scenario_objects("defaults"), "NetworkPolicy")
+        assert policy["metadata"]["namespace"] == NAMESPACE
+        spec = policy["spec"]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "backtest-kit-runner"
+        assert spec["policyTypes"] == ["Ingress"]
+        operator_rule, prometheus_rule = spec["ingress"]
+        (source,) = operator_rule["from"]
+        assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
+        assert source["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "backtest-kit-operator"
+        assert operator_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+        assert prometheus_rule["from"][0]["podSelector"] == {
+            "matchLabels": {"app.kubernetes.io/name": "prometheus"}
+        }
+        listed = of_kind(scenario_objects("all-features"), "NetworkPolicy")
+        assert sorted(p["metadata"]["namespace"] for p in listed) == ["sandbox", "trading-a", "trading-b"]
+        assert not of_kind(scenario_objects("standalone"), "NetworkPolicy")
