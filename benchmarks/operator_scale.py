@@ -7,6 +7,12 @@ the pods stay Pending: this measures the operator's reconciliation, not the runn
 resident memory (VmRSS from /proc) is sampled throughout.
 
     .venv/bin/python benchmarks/operator_scale.py [--count 300] [--timeout 300]
+    .venv/bin/python benchmarks/operator_scale.py --kubeconfig ~/.kube/config --count 50
+
+With ``--kubeconfig`` the same measurement runs against a real cluster instead of the fake server:
+the CRDs of ``crds/`` are applied, the LiveTraders go into a fresh namespace, and at the end their
+finalizers are dropped and the namespace deleted. There the cluster's scheduler places the runner
+pods, so the operator's work is the same but the pods may start (``--runner-image`` names them).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kubernetes  # noqa: E402
+import yaml  # noqa: E402
 from tests.kubeapi.server import KubeAPIServer  # noqa: E402
 
 GROUP, VERSION, PLURAL = "backtestkit.dev", "v1alpha1", "livetraders"
@@ -63,6 +71,51 @@ def trader(i: int) -> dict[str, Any]:
     }
 
 
+def apply_crds(api_client: Any) -> None:
+    """Create or replace the CRDs of ``crds/`` on a real cluster."""
+    ext = kubernetes.client.ApiextensionsV1Api(api_client)
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(crd)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = ext.read_custom_resource_definition(crd["metadata"]["name"])
+            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    time.sleep(2)
+
+
+def connect(real: Path | None, workdir: Path) -> tuple[KubeAPIServer | None, Path, Any]:
+    """The fake server (started here) or the real cluster of ``real``: (server, kubeconfig, client)."""
+    global NAMESPACE
+    if real is None:
+        server = KubeAPIServer([REPO / "crds"], history_size=20000).start()
+        kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
+        return server, kubeconfig, kubernetes.config.new_client_from_config(str(kubeconfig))
+    kubeconfig = real.expanduser()
+    api_client = kubernetes.config.new_client_from_config(str(kubeconfig))
+    apply_crds(api_client)
+    NAMESPACE = f"bench-{uuid.uuid4().hex[:6]}"  # never collide with what the cluster holds
+    return None, kubeconfig, api_client
+
+
+def release_namespace(custom: Any, core: Any) -> None:
+    """Drop the LiveTraders' finalizers (the operator is gone) and delete the benchmark namespace."""
+    for item in custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            item["metadata"]["name"],
+            {"metadata": {"finalizers": None}},
+            _content_type="application/merge-patch+json",
+        )
+    core.delete_namespace(NAMESPACE)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,12 +138,14 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--poll-interval", type=float, default=5.0, help="operator status poll interval")
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="a real cluster instead of the fake server"
+    )
+    parser.add_argument("--runner-image", default=None, help="runner image of the pods (real cluster)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
-    server = KubeAPIServer([REPO / "crds"], history_size=20000).start()
-    kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
-    api_client = kubernetes.config.new_client_from_config(str(kubeconfig))
+    server, kubeconfig, api_client = connect(args.kubeconfig, workdir)
     core = kubernetes.client.CoreV1Api(api_client)
     custom = kubernetes.client.CustomObjectsApi(api_client)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
@@ -114,6 +169,7 @@ def main() -> int:
         str(metrics_port),
         "--poll-interval",
         str(args.poll_interval),
+        *(["--runner-image", args.runner_image] if args.runner_image else []),
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -178,8 +234,11 @@ def main() -> int:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if server is None:
+            release_namespace(custom, core)
         api_client.close()
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

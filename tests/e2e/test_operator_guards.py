@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import kubernetes
 import pytest
 from test_livetrader_lifecycle import live_trader, start_trader_with_open_signal, status_of
 from test_livetrader_safety import condition, events_of, has_event
@@ -157,3 +158,15 @@ def test_a_pod_creation_refused_with_403_is_a_visible_condition_not_a_silent_ret
     assert status["phase"] == "Failed" and "forbidden" in status["message"].lower()
     wait_for("a Forbidden event", lambda: has_event(cluster, "btc-403", "Forbidden"), timeout=20)
     assert next(m for r, m in events_of(cluster, "btc-403") if r == "Forbidden")
+
+
+def test_a_trader_larger_than_etcd_stores_is_refused_by_the_api_server_as_on_a_real_one(
+    cluster: Cluster,
+) -> None:
+    body = live_trader("btc-huge")
+    body["spec"]["strategy"]["parameters"] = {"blob": "x" * (2 * 1024 * 1024)}
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        cluster.create("livetraders", body)
+    assert err.value.status == 500
+    assert "request is too large" in (err.value.body or "")
+    assert cluster.get("livetraders", "btc-huge") is None

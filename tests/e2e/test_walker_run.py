@@ -92,3 +92,28 @@ def _job(cluster: Cluster, name: str) -> Any:
         if exc.status == 404:
             return None
         raise
+
+
+def test_a_failed_walker_task_reports_its_real_error_in_the_walker_status(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    name = "btc-walk-err"
+    body = walker(name)
+    body["spec"]["frame"]["end"] = "2024-01-01T02:00:00Z"
+    body["spec"]["strategies"] = [
+        {"name": "a_long_tp1_sl1", "label": "good"},
+        {"name": "no-such-strategy", "label": "bad"},
+    ]
+    cluster.create("walkers", body)
+
+    def finished() -> dict[str, Any] | None:
+        status = (cluster.get("walkers", name) or {}).get("status") or {}
+        rows = status.get("results") or []
+        return status if len(rows) == 2 and all(r["state"] != "Pending" for r in rows) else None
+
+    status = wait_for("both tasks to finish", finished, timeout=120, interval=0.5, operator=operator)
+    good, bad = status["results"]
+    assert good["state"] == "Succeeded"
+    assert bad["state"] == "Failed"
+    # The task's own words (its log tail), not just the container's "Error" reason.
+    assert "no-such-strategy" in bad["message"], bad
