@@ -31,6 +31,7 @@ from .errors import (
 from .eventlog import EventLog
 from .events import (
     CommitEvent,
+    ControlEvent,
     DoneEvent,
     EventBus,
     PerformanceEvent,
@@ -119,6 +120,20 @@ listen_walker, listen_walker_once = listener("walker", lambda bus: bus.walker)
 listen_walker_complete, listen_walker_complete_once = listener(
     "walker_complete", lambda bus: bus.walker_complete
 )
+listen_active_ping, listen_active_ping_once = listener("active_ping", lambda bus: bus.active_ping)
+listen_partial_profit_available, listen_partial_profit_available_once = listener(
+    "partial_profit_available", lambda bus: bus.partial_profit_available
+)
+listen_partial_loss_available, listen_partial_loss_available_once = listener(
+    "partial_loss_available", lambda bus: bus.partial_loss_available
+)
+listen_breakeven_available, listen_breakeven_available_once = listener(
+    "breakeven_available", lambda bus: bus.breakeven_available
+)
+listen_strategy_commit, listen_strategy_commit_once = listener(
+    "strategy_commit", lambda bus: bus.strategy_commit
+)
+listen_control, listen_control_once = listener("control", lambda bus: bus.control)
 
 __all__ = [
     "Backtest",
@@ -131,6 +146,7 @@ __all__ = [
     "Clock",
     "CommitEvent",
     "ConfigurationError",
+    "ControlEvent",
     "CorruptStateError",
     "DoneEvent",
     "Engine",
@@ -194,6 +210,8 @@ __all__ = [
     "listen_active_ping_once",
     "listen_breakeven_available",
     "listen_breakeven_available_once",
+    "listen_control",
+    "listen_control_once",
     "listen_done_backtest",
     "listen_done_backtest_once",
     "listen_done_live",

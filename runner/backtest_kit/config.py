@@ -51,6 +51,9 @@ class EngineConfig(BaseModel):
     enable_trailing_everywhere: bool = False
     signal_leverage_multiplier: float = Field(1, gt=0)
     signal_isolated_margin: bool = True
+    #: Live: a candle whose high/low is beyond this percent of its window's median close is a
+    #: data error, never traded on (0 disables; backtests use the reference's validation only).
+    candle_anomaly_band_percent: float = Field(30.0, ge=0, lt=100)
     # Ours (ENGINE.md "deliberately differ" 3 and 7).
     live_settle_delay_ms: int = Field(1000, ge=0, le=59_000)
     state_dir: str = "./dump/state"

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .candles import MINUTE_MS, iso
+from .candles import MINUTE_MS, Candle, iso
 from .clock import Clock, WallClock
 from .config import EngineConfig
-from .errors import ConfigurationError, CorruptStateError, PersistenceError
+from .errors import CandleDataError, ConfigurationError, CorruptStateError, PersistenceError
 from .events import CommitEvent, ControlEvent, DoneEvent, EventBus, PerformanceEvent
 from .lifecycle import SignalState, StrategyInstance, Transition
 from .market import ExchangeClient
@@ -56,6 +56,7 @@ class LiveSession:
     frozen: str | None = None  # why no new signal may open (corrupt state moved aside)
     ticks: int = 0
     tick_errors: int = 0
+    data_errors: int = 0  # candles refused or corrected
     last_tick_ms: int | None = None
     last_tick_wall_ms: int | None = None
     state: SignalState = field(default_factory=SignalState)
@@ -63,6 +64,8 @@ class LiveSession:
     resume_after: int | None = None  # the minute of the last persisted change: never ticked again
     record: RunRecord = field(default_factory=RunRecord)
     wiring: _Wiring | None = None  # while running: where the state is stored
+    seen_ms: int | None = None  # the last minute watched: time never goes back past it
+    seen_candles: dict[int, tuple[float, ...]] = field(default_factory=dict)  # what recent ticks acted on
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
     persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
 
@@ -196,15 +199,17 @@ class LiveMode:
             when = clock.now_ms() // tick_ms * tick_ms
             if until is not None and when >= until:
                 return
-            if session.resume_after is not None and when <= session.resume_after:
-                # a restart within a minute whose change is already durable: do not redo it
-                clock.advanced(session.resume_after)
-                await clock.sleep_until(session.resume_after + tick_ms + settle)
+            last = _latest(session.resume_after, session.seen_ms)
+            if last is not None and when <= last:
+                # a minute already watched (a restart, or the clock stepped back): never again
+                clock.advanced(last)
+                await clock.sleep_until(last + tick_ms + settle)
                 continue
-            step, finished = await self._timed_tick(session, wiring, when)
-            for result in step.results if step is not None else ():
-                if isinstance(result, SignalResult) and result.action in YIELDED:
-                    yield result
+            steps, finished = await self._timed_tick(session, wiring, when)
+            for step in steps:
+                for result in step.results:
+                    if isinstance(result, SignalResult) and result.action in YIELDED:
+                        yield result
             if finished:
                 return
             clock.advanced(when)
@@ -212,13 +217,13 @@ class LiveMode:
 
     async def _timed_tick(
         self, session: LiveSession, wiring: _Wiring, when: int
-    ) -> tuple[Transition | None, bool]:
-        """One tick with its bookkeeping; a failing tick is reported and changes nothing."""
+    ) -> tuple[list[Transition], bool]:
+        """One tick with its bookkeeping; a failing tick is reported and changes nothing more."""
         started = time.perf_counter()
-        step: Transition | None = None
+        steps: list[Transition] = []
         finished = False
         try:
-            step, finished = await self._tick(session, wiring, when)
+            finished = await self._tick(session, wiring, when, steps)
         except Exception as exc:
             session.tick_errors += 1
             await self._bus.error.emit(exc)
@@ -237,17 +242,96 @@ class LiveMode:
                 False,
             )
         )
-        return step, finished
+        return steps, finished
 
-    async def _tick(self, session: LiveSession, wiring: _Wiring, when: int) -> tuple[Transition, bool]:
-        """One minute: the lifecycle decides, this persists, then adopts and reports."""
+    async def _tick(self, session: LiveSession, wiring: _Wiring, when: int, steps: list[Transition]) -> bool:
+        """Every minute not watched yet, up to ``when``: the lifecycle decides, this persists,
+        then adopts and reports. Returns whether the run is finished (drained).
+
+        After a pause in ticking (a restart, a slow exchange, the clock stepping forward) an open or
+        scheduled signal is watched over each minute it missed, in order, with the candles and
+        prices an uninterrupted watch would have used, so the first hit wins at its own minute.
+        Minutes without a signal are not replayed: a new signal is only ever asked for now.
+        """
         inst = wiring.inst
-        arr = await inst.client.historical(inst.symbol, "1m", when, wiring.config.avg_price_candles_count)
-        may_open = not (session.stop_requested or session.paused) and session.frozen is None
-        closing = session.close_requested
-        step = await inst.live_tick(
-            session.state, when, arr.to_candles(), may_open=may_open, close_now=closing
+        n = wiring.config.avg_price_candles_count
+        first = self._first_unwatched(session, when)
+        arr = await inst.client.fetch(
+            inst.symbol, "1m", first - n * MINUTE_MS, (when - first) // MINUTE_MS + n
         )
+        candles, corrected = self._checked(session, wiring, arr.to_candles(), when)
+        if corrected is not None:
+            await self._bus.error.emit(corrected)
+        for k, minute in enumerate(range(first, when + 1, MINUTE_MS)):
+            present = minute == when
+            if not present and session.state.flat:
+                continue  # nothing to watch in the past; the present tick may ask
+            step = await self._step(session, wiring, minute, candles[k : k + n], present)
+            steps.append(step)
+            session.seen_ms = minute
+        return session.stop_requested and session.state.flat
+
+    def _first_unwatched(self, session: LiveSession, when: int) -> int:
+        """The first minute to watch: ``when``, or earlier when a signal missed some minutes."""
+        state = session.state
+        watched = _latest(session.seen_ms, session.resume_after)
+        if state.flat or watched is None or when - watched <= MINUTE_MS:
+            return when
+        row = state.pending or state.scheduled
+        assert row is not None
+        since = row.pending_at if state.pending is not None else row.scheduled_at
+        # never before the signal existed: a signal closes only on candles after it opened
+        return max(watched, since) + MINUTE_MS
+
+    def _checked(
+        self, session: LiveSession, wiring: _Wiring, candles: list[Candle], when: int
+    ) -> tuple[list[Candle], CandleDataError | None]:
+        """Refuse a candle far outside its neighbours; keep acting on what was already seen.
+
+        A candle whose high or low lies beyond ``candle_anomaly_band_percent`` of the median close
+        of the window is a data error (the tick fails and nothing trades on it). A candle that
+        differs from the values an earlier tick acted on for the same minute (a correction after
+        it closed) is reported, and the values acted on are kept, so decisions stay consistent.
+        """
+        band = wiring.config.candle_anomaly_band_percent
+        if band > 0:
+            try:
+                check_band(candles, band, symbol=wiring.inst.symbol)
+            except CandleDataError:
+                session.data_errors += 1
+                raise
+        seen = session.seen_candles
+        out: list[Candle] = []
+        corrected: list[int] = []
+        for c in candles:
+            before = seen.get(c.timestamp)
+            if before is not None and before != tuple(c[1:]):
+                corrected.append(c.timestamp)
+                c = Candle(c.timestamp, *before)
+            else:
+                seen[c.timestamp] = tuple(c[1:])
+            out.append(c)
+        for ts in [t for t in seen if t < when - 30 * MINUTE_MS]:
+            del seen[ts]  # a bounded memory of what was acted on
+        if not corrected:
+            return out, None
+        session.data_errors += len(corrected)
+        return out, CandleDataError(
+            f"{len(corrected)} candle(s) changed after the engine acted on them; "
+            "the values acted on are kept",
+            symbol=wiring.inst.symbol,
+            interval="1m",
+            since_ms=corrected[0],
+        )
+
+    async def _step(
+        self, session: LiveSession, wiring: _Wiring, when: int, candles: list[Candle], present: bool
+    ) -> Transition:
+        """One watched minute: decide, persist, adopt, report (one place for all of it)."""
+        inst = wiring.inst
+        may_open = present and not (session.stop_requested or session.paused) and session.frozen is None
+        closing = session.close_requested and present
+        step = await inst.live_tick(session.state, when, candles, may_open=may_open, close_now=closing)
         if closing:  # done by this step, so the record written with it no longer asks for it
             session.close_requested = False
         if step.persist != "none":
@@ -263,6 +347,11 @@ class LiveMode:
         last = step.last_signal_result
         if last is not None:
             session.last_result = last.flat()
+        await self._report(session, inst, step)
+        return step
+
+    async def _report(self, session: LiveSession, inst: StrategyInstance, step: Transition) -> None:
+        """What an adopted step produced goes out: errors, risk events, results, position events."""
         bus = self._bus
         for exc in step.errors:
             await bus.error.emit(exc)
@@ -278,7 +367,6 @@ class LiveMode:
                 await bus.position_subject(notice.kind).emit(notice)
         for name, args in step.hooks:
             await bus.hook(inst.callback(name), *args)
-        return step, session.stop_requested and step.state.flat
 
     def _persist(self, session: LiveSession, wiring: _Wiring, when: int, step: Transition) -> None:
         last = step.last_signal_result
@@ -321,6 +409,7 @@ class LiveMode:
             "milestones": sorted(state.milestones),
             "lastResult": last_row,
             "lastTickMs": when,
+            "lastSeenMs": _latest(session.seen_ms, when),
             "drain": session.stop_requested if drain is None else drain,
             "paused": session.paused,
             "closeRequested": session.close_requested,
@@ -353,6 +442,7 @@ class LiveMode:
         session.state = state
         session.last_result = record.get("lastResult")
         session.resume_after = session.persisted_ms = record.get("lastTickMs")
+        session.seen_ms = record.get("lastSeenMs")
         session.stop_requested = bool(record.get("drain"))
         session.paused = bool(record.get("paused"))
         session.close_requested = bool(record.get("closeRequested"))
@@ -448,6 +538,7 @@ class LiveMode:
             "lastTickWallAt": iso(s.last_tick_wall_ms) if s.last_tick_wall_ms is not None else None,
             "ticks": s.ticks,
             "tickErrors": s.tick_errors,
+            "dataErrors": s.data_errors,
             "frozen": s.frozen,
             "stopRequested": s.stop_requested,
             "paused": s.paused,
@@ -483,6 +574,27 @@ class LiveMode:
             {"symbol": s, "strategyName": st, "status": sess.phase}
             for (s, st), sess in sorted(self._sessions.items())
         ]
+
+
+def _latest(*stamps: int | None) -> int | None:
+    known = [s for s in stamps if s is not None]
+    return max(known) if known else None
+
+
+def check_band(candles: Sequence[Candle], band_percent: float, *, symbol: str) -> None:
+    """Refuse candles whose high or low is beyond ``band_percent`` of the window's median close."""
+    closes = sorted(c.close for c in candles)
+    median = closes[len(closes) // 2]
+    hi, lo = median * (1 + band_percent / 100), median * (1 - band_percent / 100)
+    for c in candles:
+        if c.high > hi or c.low < lo:
+            raise CandleDataError(
+                f"candle at {iso(c.timestamp)} (high {c.high}, low {c.low}) is beyond {band_percent:g} % of "
+                f"the median close {median} of its neighbours; not trading on it",
+                symbol=symbol,
+                interval="1m",
+                since_ms=c.timestamp,
+            )
 
 
 def restored_state(record: Mapping[str, Any]) -> SignalState:

@@ -310,12 +310,6 @@ async def test_commit_functions_outside_an_execution_context_raise(name: str, ar
         await getattr(bk, name)(*args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__all__ names listen_active_ping, listen_partial_profit_available, "
-    "listen_partial_loss_available, listen_breakeven_available and listen_strategy_commit "
-    "(and their _once variants), but backtest_kit/__init__.py never defines them",
-)
 def test_the_module_level_api_offers_the_position_listeners() -> None:
     for name in (
         "listen_active_ping",
@@ -323,6 +317,7 @@ def test_the_module_level_api_offers_the_position_listeners() -> None:
         "listen_partial_loss_available",
         "listen_breakeven_available",
         "listen_strategy_commit",
+        "listen_control",
     ):
         assert callable(getattr(bk, name, None)), name
         assert callable(getattr(bk, f"{name}_once", None)), name

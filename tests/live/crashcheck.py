@@ -51,6 +51,8 @@ def live_command(state: Path, events: Path, until: str, strategy: str, load: str
         "--events",
         str(events),
         "--quiet",
+        "--log-level",
+        "WARNING",
         *(["--load", load] if load else []),
     ]
 
@@ -79,24 +81,25 @@ def run_with_kills(
     cmd = live_command(state, events, until, strategy, load)
     done_kills = restarts = 0
     while True:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        restarts += 1
-        if done_kills < kills:
-            try:
-                proc.wait(timeout=rng.uniform(0.25, max_delay))
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                done_kills += 1
-                continue
-        else:
-            proc.wait(timeout=600)
-        err = proc.stderr.read().decode() if proc.stderr else ""
+        # stderr goes to a file: a pipe nobody reads while waiting would block a chatty process
+        with open(workdir / "stderr.log", "w+b") as errors:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
+            restarts += 1
+            if done_kills < kills:
+                try:
+                    proc.wait(timeout=rng.uniform(0.25, max_delay))
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    done_kills += 1
+                    continue
+            else:
+                proc.wait(timeout=600)
+            errors.seek(0)
+            err = errors.read().decode(errors="replace")
         if proc.returncode != 0:
             raise AssertionError(f"live process exited {proc.returncode}: {err}")
-        if done_kills >= kills:
-            break
-        # it reached --until before we killed it: nothing left to kill
+        # done: every kill made, or it reached --until before we killed it
         break
     return CrashRun(done_kills, restarts, read_events(events), read_state(state, strategy))
 
