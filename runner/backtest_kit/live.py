@@ -66,6 +66,7 @@ class LiveSession:
     wiring: _Wiring | None = None  # while running: where the state is stored
     seen_ms: int | None = None  # the last minute watched: time never goes back past it
     seen_candles: dict[int, tuple[float, ...]] = field(default_factory=dict)  # what recent ticks acted on
+    reported: set[int] = field(default_factory=set)  # candles already reported as refused or changed
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
     persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
 
@@ -259,14 +260,19 @@ class LiveMode:
         arr = await inst.client.fetch(
             inst.symbol, "1m", first - n * MINUTE_MS, (when - first) // MINUTE_MS + n
         )
-        candles, corrected = self._checked(session, wiring, arr.to_candles(), when)
-        if corrected is not None:
-            await self._bus.error.emit(corrected)
+        candles, refused, fresh = self._checked(session, wiring, arr.to_candles(), when)
+        bad = {p.since_ms for p in refused}
+        for problem in fresh:
+            await self._bus.error.emit(problem)
         for k, minute in enumerate(range(first, when + 1, MINUTE_MS)):
             present = minute == when
-            if not present and session.state.flat:
-                continue  # nothing to watch in the past; the present tick may ask
-            step = await self._step(session, wiring, minute, candles[k : k + n], present)
+            window = candles[k : k + n]
+            if (not present and session.state.flat) or any(c.timestamp in bad for c in window):
+                # nothing to watch in the past (the present may ask); or a refused candle is in
+                # this minute's window: no decision is made on it, and time moves on
+                session.seen_ms = minute
+                continue
+            step = await self._step(session, wiring, minute, window, present)
             steps.append(step)
             session.seen_ms = minute
         return session.stop_requested and session.state.flat
@@ -285,44 +291,45 @@ class LiveMode:
 
     def _checked(
         self, session: LiveSession, wiring: _Wiring, candles: list[Candle], when: int
-    ) -> tuple[list[Candle], CandleDataError | None]:
-        """Refuse a candle far outside its neighbours; keep acting on what was already seen.
+    ) -> tuple[list[Candle], list[CandleProblem], list[CandleProblem]]:
+        """Refuse candles far outside their neighbours; keep acting on what was already seen.
 
         A candle whose high or low lies beyond ``candle_anomaly_band_percent`` of the median close
-        of the window is a data error (the tick fails and nothing trades on it). A candle that
-        differs from the values an earlier tick acted on for the same minute (a correction after
-        it closed) is reported, and the values acted on are kept, so decisions stay consistent.
+        of its neighbours is refused: no decision is made on a minute whose window holds it. A
+        candle that differs from the values an earlier tick acted on for the same minute (a
+        correction after it closed) is reported, and the values acted on are kept, so decisions
+        stay consistent. Returns the candles to use, the refused ones, and the problems not
+        reported before (each is reported once).
         """
+        symbol = wiring.inst.symbol
         band = wiring.config.candle_anomaly_band_percent
-        if band > 0:
-            try:
-                check_band(candles, band, symbol=wiring.inst.symbol)
-            except CandleDataError:
-                session.data_errors += 1
-                raise
+        refused = band_outliers(candles, band, symbol=symbol) if band > 0 else []
+        problems: list[CandleProblem] = list(refused)
         seen = session.seen_candles
         out: list[Candle] = []
-        corrected: list[int] = []
         for c in candles:
             before = seen.get(c.timestamp)
             if before is not None and before != tuple(c[1:]):
-                corrected.append(c.timestamp)
+                problems.append(
+                    CandleProblem(
+                        "the candle changed after the engine acted on it; the values acted on are kept",
+                        symbol=symbol,
+                        interval="1m",
+                        since_ms=c.timestamp,
+                    )
+                )
                 c = Candle(c.timestamp, *before)
             else:
                 seen[c.timestamp] = tuple(c[1:])
             out.append(c)
-        for ts in [t for t in seen if t < when - 30 * MINUTE_MS]:
-            del seen[ts]  # a bounded memory of what was acted on
-        if not corrected:
-            return out, None
-        session.data_errors += len(corrected)
-        return out, CandleDataError(
-            f"{len(corrected)} candle(s) changed after the engine acted on them; "
-            "the values acted on are kept",
-            symbol=wiring.inst.symbol,
-            interval="1m",
-            since_ms=corrected[0],
-        )
+        horizon = when - 60 * MINUTE_MS  # a bounded memory of what was acted on and reported
+        for ts in [t for t in seen if t < horizon]:
+            del seen[ts]
+        session.reported = {t for t in session.reported if t >= horizon}
+        fresh = [p for p in problems if p.since_ms not in session.reported]
+        session.reported.update(p.since_ms for p in fresh)
+        session.data_errors += len(fresh)
+        return out, refused, fresh
 
     async def _step(
         self, session: LiveSession, wiring: _Wiring, when: int, candles: list[Candle], present: bool
@@ -581,20 +588,38 @@ def _latest(*stamps: int | None) -> int | None:
     return max(known) if known else None
 
 
-def check_band(candles: Sequence[Candle], band_percent: float, *, symbol: str) -> None:
-    """Refuse candles whose high or low is beyond ``band_percent`` of the window's median close."""
-    closes = sorted(c.close for c in candles)
-    median = closes[len(closes) // 2]
-    hi, lo = median * (1 + band_percent / 100), median * (1 - band_percent / 100)
-    for c in candles:
-        if c.high > hi or c.low < lo:
-            raise CandleDataError(
-                f"candle at {iso(c.timestamp)} (high {c.high}, low {c.low}) is beyond {band_percent:g} % of "
-                f"the median close {median} of its neighbours; not trading on it",
-                symbol=symbol,
-                interval="1m",
-                since_ms=c.timestamp,
+class CandleProblem(CandleDataError):
+    """A live candle the engine will not trade on (``refused``) or that changed after it was used."""
+
+    def __init__(
+        self, message: str, *, symbol: str, interval: str, since_ms: int, refused: bool = False
+    ) -> None:
+        super().__init__(message, symbol=symbol, interval=interval, since_ms=since_ms)
+        self.refused = refused
+
+
+def band_outliers(
+    candles: Sequence[Candle], band_percent: float, *, symbol: str, reach: int = 5
+) -> list[CandleProblem]:
+    """Candles whose high or low is beyond ``band_percent`` of the median close of the candles
+    around them (``reach`` on each side): up and down wicks alike."""
+    closes = [c.close for c in candles]
+    out: list[CandleProblem] = []
+    for i, c in enumerate(candles):
+        around = sorted(closes[max(0, i - reach) : i + reach + 1])
+        median = around[len(around) // 2]
+        if c.high > median * (1 + band_percent / 100) or c.low < median * (1 - band_percent / 100):
+            out.append(
+                CandleProblem(
+                    f"candle at {iso(c.timestamp)} (high {c.high}, low {c.low}) is beyond {band_percent:g} % "
+                    f"of the median close {median} around it; no decision is made on it",
+                    symbol=symbol,
+                    interval="1m",
+                    since_ms=c.timestamp,
+                    refused=True,
+                )
             )
+    return out
 
 
 def restored_state(record: Mapping[str, Any]) -> SignalState:
