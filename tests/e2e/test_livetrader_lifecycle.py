@@ -263,3 +263,26 @@ def test_a_parameter_change_replaces_the_runner_only_between_signals(
     old_gone = events.index(("DELETED", old.metadata.uid))
     new_seen = next(i for i, (_, uid) in enumerate(events) if uid == new.metadata.uid)
     assert old_gone < new_seen, "the new runner pod appeared before the old one was gone"
+
+
+@pytest.mark.parametrize(
+    "replay",
+    [{"from": "2024-01-01T00:00:00Z", "speed": 60}, None],
+    ids=["speed changed", "replay removed"],
+)
+def test_the_replay_of_a_live_trader_cannot_change_because_its_anchor_lives_in_the_state_volume(
+    cluster: Cluster, replay: dict[str, Any] | None
+) -> None:
+    cluster.create("livetraders", live_trader("replayed"))
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        cluster.custom.patch_namespaced_custom_object(
+            "backtestkit.dev",
+            "v1alpha1",
+            cluster.namespace,
+            "livetraders",
+            "replayed",
+            {"spec": {"replay": replay}},
+            _content_type="application/merge-patch+json",
+        )
+    assert err.value.status == 422
+    assert "replay is immutable" in (err.value.body or "")
