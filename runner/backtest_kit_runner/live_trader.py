@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import json
 import logging
 import sys
@@ -238,16 +239,21 @@ class LiveTrader:
     def readiness(self) -> Probe:
         return self.heartbeat.readiness()
 
+    async def _control(self, name: str) -> None:
+        outcome = _engine_control(name)(self.options.symbol, self.options.strategy)
+        if inspect.isawaitable(outcome):
+            await outcome
+
     async def pause(self) -> None:
-        _engine_control("pause")(self.options.symbol, self.options.strategy)
+        await self._control("pause")
         log.info("paused: no new signal opens until resumed")
 
     async def resume(self) -> None:
-        _engine_control("resume")(self.options.symbol, self.options.strategy)
+        await self._control("resume")
         log.info("resumed")
 
     async def close_pending(self) -> None:
-        await _engine_control("close_pending")(self.options.symbol, self.options.strategy)
+        await self._control("close_pending")
         log.info("close requested for the open or scheduled signal")
 
     async def request_stop(self, reason: str | None) -> None:

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -383,3 +384,27 @@ class TestDrainModeStateShowAndTheControlToken:
         with urllib.request.urlopen(request, timeout=5) as answer:
             assert answer.status == 202
         assert runner.status()["phase"] in ("draining", "done")
+
+    def test_pause_resume_and_close_reach_the_engine_with_the_token(
+        self, live_runner: Start, tmp_path: Path
+    ) -> None:
+        token_file = tmp_path / "token"
+        token_file.write_text("t0ken")
+        runner = live_runner(always_long(60), env={"BACKTEST_KIT_CONTROL_TOKEN_FILE": str(token_file)})
+        runner.wait_ready()
+
+        def post(path: str) -> dict[str, Any]:
+            request = urllib.request.Request(
+                runner.url + path, method="POST", headers={"Authorization": "Bearer t0ken"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                assert answer.status == 202
+                return dict(json.loads(answer.read()))
+
+        assert post("/pause")["paused"] is True
+        assert post("/resume")["paused"] is False
+        wait_for("an open signal", lambda: open_signal(runner), timeout=30)
+        assert post("/close")["closeRequested"] is True
+        wait_for(
+            "the position to be closed", lambda: True if open_signal(runner) is None else None, timeout=30
+        )
