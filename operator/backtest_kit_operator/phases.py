@@ -302,7 +302,8 @@ def plan_trader(obs: Observation) -> Plan:
         # open on the volume (deletion reads the volume before it lets go).
         return Plan((), _status(obs, "Done", conds, msg))
 
-    bad_config = config_error(pod)
+    # A runner that answers has got past its configuration (an exit 2 may linger in lastState).
+    bad_config = config_error(pod) if obs.runner_status is None else None
     if bad_config is not None:
         conds = [
             Condition(RUNNER_RUNNING, "False", "InvalidConfiguration", bad_config),
@@ -460,7 +461,8 @@ def plan_deletion(obs: Observation) -> Plan:
             "PodFailed",
             (Action.DELETE_POD, *d.drop_inspection),
         )
-    bad_config = config_error(pod)
+    # A runner that answers again (its ConfigMap fixed) drains like any other, whatever lastState says.
+    bad_config = config_error(pod) if obs.runner_status is None else None
     if bad_config is not None and pod_hash(pod) != obs.desired_hash:
         # A corrected spec: replace the runner that cannot start by one (in drain mode) that can.
         return d.draining(

@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from test_livetrader_safety import events_of
 
 from backtest_kit.walker import best_index
 from conftest import Cluster, OperatorProcess, wait_for
@@ -117,3 +118,8 @@ def test_a_failed_walker_task_reports_its_real_error_in_the_walker_status(
     assert bad["state"] == "Failed"
     # The task's own words (its log tail), not just the container's "Error" reason.
     assert "no-such-strategy" in bad["message"], bad
+    wait_for(
+        "a phase Event on the Walker",
+        lambda: any(reason.startswith("Phase") for reason, _ in events_of(cluster, name)),
+        timeout=20,
+    )

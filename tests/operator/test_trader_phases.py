@@ -293,3 +293,16 @@ def test_a_refused_image_fails_the_trader_without_creating_a_pod() -> None:
     assert plan.actions == ()
     assert plan.status["phase"] == "Failed"
     assert condition(plan.status, "Ready")["reason"] == "ImageNotAllowed"
+
+
+def test_a_runner_that_answers_again_after_refusing_its_configuration_is_drained_not_inspected() -> None:
+    recovered = pod(container={"lastState": {"terminated": {"exitCode": 2, "message": "bad module"}}})
+    plan = plan_deletion(
+        observe(
+            deleting=True, pod=recovered, runner_status=runner_status("running", SIGNAL), inspection=HOLDING
+        )
+    )
+    assert plan.actions == (Action.STOP_RUNNER,)
+    assert not plan.finished
+    plan = plan_trader(observe(pod=recovered, runner_status=runner_status("running", SIGNAL)))
+    assert plan.status["phase"] == "Running"
