@@ -54,6 +54,9 @@ class EngineConfig(BaseModel):
     #: Live: a candle whose high/low is beyond this percent of its window's median close is a
     #: data error, never traded on (0 disables; backtests use the reference's validation only).
     candle_anomaly_band_percent: float = Field(30.0, ge=0, lt=100)
+    #: Live: closed/cancelled results kept in memory for get_data/get_report (the oldest go first;
+    #: the trader's totals are kept in its record whatever this says).
+    live_history_rows: int = Field(1000, gt=0)
     # Ours (ENGINE.md "deliberately differ" 3 and 7).
     live_settle_delay_ms: int = Field(1000, ge=0, le=59_000)
     state_dir: str = "./dump/state"

@@ -13,6 +13,7 @@ signal has closed.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from .persistence import FilePersistence, PersistenceAdapter
 from .registry import Registry
 from .reports import RunRecord
 from .risks import RiskBook
-from .signals import SignalResult, SignalRow
+from .signals import SignalResult, SignalRow, row_problems
 
 STATE_VERSION = 1
 #: Results ``Live.run`` yields (the others only reach the listeners).
@@ -68,6 +69,7 @@ class LiveSession:
     seen_candles: dict[int, tuple[float, ...]] = field(default_factory=dict)  # what recent ticks acted on
     reported: set[int] = field(default_factory=set)  # candles already reported as refused or changed
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
+    totals: Totals = field(default_factory=lambda: Totals())  # counts and realised PnL (persisted)
     persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
 
 
@@ -120,6 +122,7 @@ class LiveMode:
             raise ConfigurationError(f"tick_ms must be a positive whole number of minutes, got {tick_ms}")
         session = self._open_session(symbol, strategy, exchange)
         wiring = self._wire(symbol, strategy, exchange, persistence, cfg)
+        check_state(wiring.store, symbol, strategy, exchange)
         await self._restore(session, wiring)
         session.wiring = wiring
         if session.pending:  # controls asked before the run started override the record
@@ -160,7 +163,10 @@ class LiveMode:
         current = self._sessions.get(key)
         if current is not None and current.phase in ("running", "draining"):
             raise ConfigurationError(f"live {symbol}:{strategy} is already running in this process")
-        session = LiveSession(symbol, strategy, exchange, record=RunRecord(symbol, strategy, exchange))
+        rows = self._config().live_history_rows
+        session = LiveSession(
+            symbol, strategy, exchange, record=RunRecord(symbol, strategy, exchange, max_rows=rows)
+        )
         # controls asked for since the last run apply to this one (a finished run's own do not)
         if current is not None:
             session.pending = dict(current.pending)
@@ -350,6 +356,7 @@ class LiveMode:
                     raise  # not adopted: the previous state stays in force and the tick is retried
                 await self._bus.error.emit(failure)
         session.state = step.state
+        session.totals = session.totals.after(step.results)
         inst.apply_risk(step)
         last = step.last_signal_result
         if last is not None:
@@ -384,6 +391,7 @@ class LiveMode:
             step.state,
             last.flat() if last is not None else session.last_result,
             durable=step.persist == "durable",
+            totals=session.totals.after(step.results),
         )
 
     def _save_controls(self, session: LiveSession) -> None:
@@ -403,6 +411,7 @@ class LiveMode:
         *,
         durable: bool,
         drain: bool | None = None,
+        totals: Totals | None = None,
     ) -> None:
         record: dict[str, Any] = {
             "version": STATE_VERSION,
@@ -418,6 +427,7 @@ class LiveMode:
             "lastTickMs": when,
             "lastSeenMs": _latest(session.seen_ms, when),
             "drain": session.stop_requested if drain is None else drain,
+            "totals": session.totals.to_json() if totals is None else totals.to_json(),
             "paused": session.paused,
             "closeRequested": session.close_requested,
             "updatedAt": iso(int(time.time() * 1000)),
@@ -432,6 +442,7 @@ class LiveMode:
             session.frozen = (
                 f"state moved aside ({', '.join(store.quarantined(key))}); resolve it before new signals"
             )
+            await self._bus.error.emit(CorruptStateError(session.frozen))
         try:
             record = store.read(key)
         except CorruptStateError as exc:
@@ -440,19 +451,27 @@ class LiveMode:
             return
         if not record:
             return
+        inst = wiring.inst
+        check_own_record(record, key, inst.symbol, inst.strategy.name, inst.client.name)
         try:
-            state = restored_state(record)
+            restored = parse_record(record)
         except (KeyError, TypeError, ValueError) as exc:
-            session.frozen = f"state {key} does not describe a signal: {exc!r}"
+            aside = store.quarantine(key, str(exc))
+            session.frozen = (
+                f"state {key} is not a valid live record ({exc}); moved aside to {aside}. No new signal "
+                "opens for this key until you inspect it and delete or restore it."
+            )
             await self._bus.error.emit(CorruptStateError(session.frozen))
             return
+        state = restored.state
         session.state = state
-        session.last_result = record.get("lastResult")
-        session.resume_after = session.persisted_ms = record.get("lastTickMs")
-        session.seen_ms = record.get("lastSeenMs")
-        session.stop_requested = bool(record.get("drain"))
-        session.paused = bool(record.get("paused"))
-        session.close_requested = bool(record.get("closeRequested"))
+        session.last_result = restored.last_result
+        session.resume_after = session.persisted_ms = restored.last_tick_ms
+        session.seen_ms = restored.last_seen_ms
+        session.stop_requested = restored.drain
+        session.paused = restored.paused
+        session.close_requested = restored.close_requested
+        session.totals = restored.totals
         if state.pending is not None:
             inst = wiring.inst
             inst.apply_risk(Transition(state, reserve=state.pending.to_json()))
@@ -546,6 +565,7 @@ class LiveMode:
             "ticks": s.ticks,
             "tickErrors": s.tick_errors,
             "dataErrors": s.data_errors,
+            **s.totals.to_json(),
             "frozen": s.frozen,
             "stopRequested": s.stop_requested,
             "paused": s.paused,
@@ -581,6 +601,50 @@ class LiveMode:
             {"symbol": s, "strategyName": st, "status": sess.phase}
             for (s, st), sess in sorted(self._sessions.items())
         ]
+
+
+class StateConflictError(ConfigurationError):
+    """The state directory cannot be used by this trader; nothing in it was changed."""
+
+
+def check_state(store: PersistenceAdapter, symbol: str, strategy: str, exchange: str) -> None:
+    """Refuse a state this trader must not touch: a record from a newer engine version, one that
+    names another trader, or another trader's open or scheduled signal in the same directory
+    (a restart with another strategy would silently abandon it). Raises :class:`StateConflictError`.
+    """
+    ours = state_key(symbol, strategy, exchange)
+    for key in store.keys("live/"):
+        if key == ours:
+            continue  # read (and checked by check_own_record) when the run restores it
+        try:
+            record = store.read(key)
+        except CorruptStateError:
+            continue  # moved aside; the run that owns it reports it
+        if not record:
+            continue
+        named = (record.get("symbol"), record.get("strategyName"), record.get("exchangeName"))
+        if record.get("pending") or record.get("scheduled"):
+            raise StateConflictError(
+                f"the state directory holds an open or scheduled signal of another trader ({key}: "
+                f"{':'.join(map(str, named))}); this {symbol}:{strategy}:{exchange} would abandon it. Use "
+                "another state directory, or drain that trader first; nothing was changed"
+            )
+
+
+def check_own_record(record: Mapping[str, Any], key: str, symbol: str, strategy: str, exchange: str) -> None:
+    """Refuse our own record if a newer engine wrote it, or if it names another trader."""
+    version = record.get("version")
+    if isinstance(version, int) and version > STATE_VERSION:
+        raise StateConflictError(
+            f"state {key} was written by a newer version of the engine (record version {version}; this "
+            f"one reads up to {STATE_VERSION}); it is kept as it is: run the newer version"
+        )
+    named = (record.get("symbol"), record.get("strategyName"), record.get("exchangeName"))
+    if None not in named and named != (symbol, strategy, exchange):
+        raise StateConflictError(
+            f"state {key} belongs to {':'.join(map(str, named))}, not {symbol}:{strategy}:{exchange}; "
+            "it is kept as it is"
+        )
 
 
 def _latest(*stamps: int | None) -> int | None:
@@ -622,14 +686,109 @@ def band_outliers(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a trader did over its whole life: counts and realised PnL, kept in its live record."""
+
+    opened: int = 0
+    closed: int = 0
+    cancelled: int = 0
+    realized_pnl_percentage: float = 0.0
+    realized_pnl_cost: float = 0.0
+
+    def after(self, results: Sequence[Any]) -> Totals:
+        opened, closed, cancelled = self.opened, self.closed, self.cancelled
+        pct, cost = self.realized_pnl_percentage, self.realized_pnl_cost
+        for r in results:
+            if r.action == "opened":
+                opened += 1
+            elif r.action == "cancelled":
+                cancelled += 1
+            elif r.action == "closed":
+                closed += 1
+                pct += r.pnl.pnl_percentage
+                cost += r.pnl.pnl_cost
+        return Totals(opened, closed, cancelled, pct, cost)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "signalsOpened": self.opened,
+            "signalsClosed": self.closed,
+            "signalsCancelled": self.cancelled,
+            "realizedPnlPercentage": self.realized_pnl_percentage,
+            "realizedPnlCost": self.realized_pnl_cost,
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Totals:
+        counts = [_typed(data, k, int, 0) for k in ("signalsOpened", "signalsClosed", "signalsCancelled")]
+        money = [
+            float(_typed(data, k, (int, float), 0.0)) for k in ("realizedPnlPercentage", "realizedPnlCost")
+        ]
+        if any(c < 0 for c in counts) or not all(math.isfinite(m) for m in money):
+            raise ValueError(f"totals out of range: {dict(data)}")
+        return Totals(counts[0], counts[1], counts[2], money[0], money[1])
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredRecord:
+    state: SignalState
+    last_result: dict[str, Any] | None
+    last_tick_ms: int | None
+    last_seen_ms: int | None
+    drain: bool
+    paused: bool
+    close_requested: bool
+    totals: Totals
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """``data[key]`` if it has the ``kind`` a live record promises (``default`` if absent)."""
+    value = data.get(key, default)
+    if value is None or value is default:
+        return value
+    if isinstance(value, bool) and kind is not bool:
+        raise TypeError(f"{key} must be {kind}, got a boolean")
+    if not isinstance(value, kind):
+        raise TypeError(f"{key} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def parse_record(record: Mapping[str, Any]) -> RestoredRecord:
+    """A persisted live record, checked as strictly as the engine checks what it writes.
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` naming what is wrong (the caller moves the
+    record aside and freezes the key).
+    """
+    pending = _typed(record, "pending", dict, None)
+    scheduled = _typed(record, "scheduled", dict, None)
+    rows = [SignalRow.from_json(r) for r in (pending, scheduled) if r]
+    for row in rows:
+        problems = row_problems(row)
+        if problems:
+            raise ValueError(f"signal {row.id}: {'; '.join(problems)}")
+    milestones = _typed(record, "milestones", list, [])
+    if not all(isinstance(m, str) for m in milestones):
+        raise TypeError("milestones must be a list of strings")
+    state = SignalState(
+        pending=rows[0] if pending else None,
+        scheduled=rows[-1] if scheduled else None,
+        last_bucket=_typed(record, "lastBucket", int, None),
+        last_pending_id=_typed(record, "lastPendingId", str, None),
+        milestones=frozenset(milestones),
+    )
+    return RestoredRecord(
+        state=state,
+        last_result=_typed(record, "lastResult", dict, None),
+        last_tick_ms=_typed(record, "lastTickMs", int, None),
+        last_seen_ms=_typed(record, "lastSeenMs", int, None),
+        drain=bool(_typed(record, "drain", bool, False)),
+        paused=bool(_typed(record, "paused", bool, False)),
+        close_requested=bool(_typed(record, "closeRequested", bool, False)),
+        totals=Totals.from_json(_typed(record, "totals", dict, {})),
+    )
+
+
 def restored_state(record: Mapping[str, Any]) -> SignalState:
     """The lifecycle state a persisted record describes (``KeyError``/``ValueError`` if it does not)."""
-    pending = record.get("pending")
-    scheduled = record.get("scheduled")
-    return SignalState(
-        pending=SignalRow.from_json(pending) if pending else None,
-        scheduled=SignalRow.from_json(scheduled) if scheduled else None,
-        last_bucket=record.get("lastBucket"),
-        last_pending_id=record.get("lastPendingId"),
-        milestones=frozenset(str(m) for m in record.get("milestones") or ()),
-    )
+    return parse_record(record).state

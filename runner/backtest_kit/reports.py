@@ -36,6 +36,8 @@ class RunRecord:
     #: The frame's range and first/last price, when the caller knows them (buy-and-hold, exposure).
     frame_info: FrameInfo | None = None
     stake: float = DEFAULT_STAKE
+    #: Keep at most this many ended results (the oldest go first); ``None`` keeps all (backtests).
+    max_rows: int | None = None
 
     def add(self, result: AnyResult) -> None:
         """Keep ``result`` if it ends a signal (closed or cancelled); ignore the rest."""
@@ -47,6 +49,12 @@ class RunRecord:
             return
         self.ended.append(result)
         self.last_when = result.when
+        cap = self.max_rows
+        if cap is not None and len(self.ended) > 2 * cap:
+            # trim in batches, so a long-running trader's memory stays bounded at O(1) per result
+            self.ended = self.ended[-cap:]
+            self.closed = self.closed[-cap:]
+            self.cancelled = self.cancelled[-cap:]
 
     def stats(self) -> dict[str, Any]:
         return compute_stats([trade_of(r) for r in self.closed])

@@ -278,6 +278,47 @@ def _num(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+#: Bounds beyond which a number is refused as absurd, not merely unusual (docs/ENGINE.md item 17):
+#: a price, a cost in USD, a leverage multiplier.
+MAX_PRICE = 1e12
+MAX_COST = 1e12
+MAX_MULTIPLIER = 1000.0
+
+
+def row_problems(row: SignalRow) -> list[str]:
+    """What makes a (restored) row unusable: the same bounds and sides new signals must meet."""
+    msgs: list[str] = []
+    levels = {
+        "priceOpen": row.price_open,
+        "priceTakeProfit": row.price_take_profit,
+        "priceStopLoss": row.price_stop_loss,
+        "trailingPriceStopLoss": row.trailing_price_stop_loss,
+        "trailingPriceTakeProfit": row.trailing_price_take_profit,
+    }
+    for name, value in levels.items():
+        if value is not None and not (_num(value) and 0 < value <= MAX_PRICE):
+            msgs.append(f"{name} must be a finite price in (0, {MAX_PRICE:g}], got {value!r}")
+    if not (_num(row.cost) and 0 < row.cost <= MAX_COST):
+        msgs.append(f"cost must be in (0, {MAX_COST:g}], got {row.cost!r}")
+    if not (_num(row.multiplier) and 0 < row.multiplier <= MAX_MULTIPLIER):
+        msgs.append(f"multiplier must be in (0, {MAX_MULTIPLIER:g}], got {row.multiplier!r}")
+    for e in row.entries:
+        if not (_num(e.price) and 0 < e.price <= MAX_PRICE and _num(e.cost) and 0 < e.cost <= MAX_COST):
+            msgs.append(f"entry {e.to_json()} is out of range")
+    if not msgs:
+        long = row.is_long
+        if (
+            not (row.price_take_profit > row.price_open > row.price_stop_loss)
+            if long
+            else not (row.price_take_profit < row.price_open < row.price_stop_loss)
+        ):
+            msgs.append(f"{row.position}: take-profit and stop-loss are not on their sides of priceOpen")
+    life = row.minute_estimated_time
+    if not (isinstance(life, int | float) and life > 0):
+        msgs.append(f"minuteEstimatedTime must be > 0, got {life!r}")
+    return msgs
+
+
 def validate_signal(
     dto: SignalDto,
     *,
@@ -305,10 +346,15 @@ def validate_signal(
         msgs += _bracket_problems(dto, pos, open_, current_price, config)
     if dto.minute_estimated_time is not None:
         msgs += _lifetime_problems(dto.minute_estimated_time, config)
-    if dto.multiplier is not None and not (_num(dto.multiplier) and dto.multiplier > 0):
-        msgs.append(f"multiplier must be a finite number > 0, got {dto.multiplier!r}")
-    if dto.cost is not None and not (_num(dto.cost) and dto.cost > 0):
-        msgs.append(f"cost must be a finite number > 0, got {dto.cost!r}")
+    if dto.multiplier is not None and not (_num(dto.multiplier) and 0 < dto.multiplier <= MAX_MULTIPLIER):
+        msgs.append(f"multiplier must be a finite number in (0, {MAX_MULTIPLIER:g}], got {dto.multiplier!r}")
+    if dto.cost is not None and not (_num(dto.cost) and 0 < dto.cost <= MAX_COST):
+        msgs.append(f"cost must be a finite number in (0, {MAX_COST:g}], got {dto.cost!r}")
+    msgs += [
+        f"{name} must be at most {MAX_PRICE:g}, got {value!r}"
+        for name, value in prices
+        if _num(value) and value is not None and value > MAX_PRICE
+    ]
     if msgs:
         raise SignalValidationError(str(pos), symbol, msgs)
 
