@@ -170,3 +170,26 @@ def test_a_trader_larger_than_etcd_stores_is_refused_by_the_api_server_as_on_a_r
     assert err.value.status == 500
     assert "request is too large" in (err.value.body or "")
     assert cluster.get("livetraders", "btc-huge") is None
+
+
+def test_a_trader_whose_every_tick_fails_is_not_ready_and_says_so(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    name = "btc-down"
+    body = live_trader(name, speed=600)
+    # An exchange nobody answers: every tick fails (the runner itself keeps running).
+    body["spec"]["exchange"] = {
+        "name": "binance",
+        "options": {"baseUrl": "http://127.0.0.1:9", "maxRetries": "0", "requestTimeout": "1"},
+    }
+    cluster.strategy_configmap()
+    cluster.create("livetraders", body)
+    wait_for(
+        "Ready=False, TickErrors",
+        lambda: condition(cluster, name, "Ready").get("reason") == "TickErrors",
+        timeout=40,
+        operator=operator,
+    )
+    assert status_of(cluster, name)["tickErrors"] >= 1
+    assert condition(cluster, name, "RunnerRunning")["status"] == "True"
+    wait_for("a TickErrors event", lambda: has_event(cluster, name, "TickErrors"), timeout=20)
