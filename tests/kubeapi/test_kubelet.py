@@ -339,3 +339,14 @@ class TestHelpers:
         assert kubelet.kill_pod_process("default", "nope") is False
         with pytest.raises(KeyError):
             kubelet.local_port("default", "nope")
+
+
+class TestQosClass:
+    def test_a_pod_with_requests_runs_and_keeps_the_burstable_class_the_server_gave_it(
+        self, core: Api, kubelet: LocalKubelet
+    ) -> None:
+        resources = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+        body = python_pod("qos", "print('ok')", container={"resources": resources})
+        assert core.create_namespaced_pod("default", body).status.qos_class == "Burstable"
+        pod = wait_phase(core, "qos", "Succeeded", timeout=20)
+        assert pod.status.qos_class == "Burstable"
