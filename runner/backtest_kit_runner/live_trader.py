@@ -1,7 +1,7 @@
 """One live trader process: the engine's ``Live.run`` plus everything a pod needs around it.
 
 This is the glue the runner exists for. It validates everything before the first tick (strategy,
-parameters, exchange, state directory), wires the engine's events into the tally, the heartbeat
+parameters, exchange, state directory), wires the engine's events into the metrics, the heartbeat
 and the metrics, serves the HTTP API on the same event loop, and decides how the process ends:
 
 * ``POST /stop`` drains: ``Live.stop`` lets the open signal close, opens nothing new, and once
@@ -42,7 +42,6 @@ from .lines import result_line
 from .loading import LoadedStrategy, load_modules, resolve_strategy
 from .metrics import RunnerMetrics
 from .options import TraderOptions
-from .tally import SignalTally
 from .termination import Termination
 
 log = logging.getLogger("backtest_kit_runner.live")
@@ -51,8 +50,8 @@ log = logging.getLogger("backtest_kit_runner.live")
 TICK_PERIOD_S = 60.0
 #: A replay at maximum speed ticks as fast as it can; the heartbeat window has its own floor.
 MIN_TICK_PERIOD_S = 0.001
-#: File names the runner keeps in the state directory, next to the engine's.
-TALLY_DIR = "runner"
+#: The trader's totals, as the engine keeps them in its live record (one durable record).
+TOTALS = ("signalsOpened", "signalsClosed", "signalsCancelled", "realizedPnlPercentage", "realizedPnlCost")
 
 
 def _storage_failing(exc: PersistenceError) -> bool:
@@ -93,7 +92,6 @@ class LiveTrader:
         )
         period_s = TICK_PERIOD_S + backtest_kit.get_config().live_settle_delay_ms / 1000
         self.heartbeat = Heartbeat(max(period_s / options.replay_speed, MIN_TICK_PERIOD_S))
-        self.tally = SignalTally()  # made durable by prepare(), once the state directory is checked
         self.strategy: LoadedStrategy | None = None
         self.exchange: PreparedExchange | None = None
         self.persistence: FilePersistence | None = None
@@ -120,10 +118,6 @@ class LiveTrader:
             if _storage_failing(exc):
                 raise  # the volume is fine as configured but full or read-only: the run fails (exit 1)
             raise ConfigurationError(f"{exc}; mount a volume there or pass --state-dir") from exc
-        self.tally = SignalTally(
-            opts.state_dir / TALLY_DIR / f"{opts.symbol}_{opts.strategy}_{self.exchange_name}.json"
-        )
-        self.metrics.set_realized_pnl_percent(self.tally.totals.realized_pnl_percentage)
         modules = load_modules(opts.load)
         self.strategy = resolve_strategy(
             opts.strategy, opts.params, modules, registered=backtest_kit.list_strategies
@@ -135,7 +129,6 @@ class LiveTrader:
             registered=backtest_kit.list_exchanges,
             settings=opts.exchange_options,
         )
-        backtest_kit.set_config(state_dir=str(opts.state_dir))
         self.live_clock = self.clock(self.persistence)  # refuses a state dir holding another replay
         if opts.events is not None:
             try:
@@ -163,8 +156,11 @@ class LiveTrader:
         if not self._ours(result) or result.backtest:
             return
         self.metrics.record_tick_result(result)
-        if self.tally.record(result):
-            self.metrics.set_realized_pnl_percent(self.tally.totals.realized_pnl_percentage)
+        if result.action == "closed":
+            # the engine keeps the totals in the trader's own durable record
+            self.metrics.set_realized_pnl_percent(
+                float(self._engine_status().get("realizedPnlPercentage", 0.0))
+            )
 
     def on_performance(self, event: Any) -> None:
         """Every live tick ends with a ``live_tick`` timing, whether it failed or not."""
@@ -205,7 +201,7 @@ class LiveTrader:
         return backtest_kit.Live.get_status(self.options.symbol, self.options.strategy)
 
     def status(self) -> Mapping[str, Any]:
-        """``GET /status``: the engine's view of the session, the tally, and the configuration."""
+        """``GET /status``: the engine's view of the session (totals included) and the configuration."""
         opts = self.options
         engine = self._engine_status()
         phase = str(engine.get("phase", "idle"))
@@ -224,7 +220,7 @@ class LiveTrader:
             "lastTickAt": engine.get("lastTickAt"),
             "ticks": engine.get("ticks", 0),
             "tickErrors": engine.get("tickErrors", 0),
-            **self.tally.to_json(),
+            **{key: engine.get(key, 0) for key in TOTALS},
             "ready": self.heartbeat.first_tick_done,
             "frozen": engine.get("frozen"),
             "paused": bool(engine.get("paused", False)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.live.crashcheck import check_invariants, run_clean, run_with_kills, without_ids
 
 UNTIL = "2024-01-20T00:00:00Z"
@@ -17,6 +19,11 @@ def test_twenty_kills_and_restarts_keep_every_signal_exactly_once(tmp_path: Path
     assert killed.kills == 20
     counts = check_invariants(killed)
     assert counts["opened"] > 50
+    # the totals /status and the metrics show live in the same atomic record: exact after every kill
+    totals = (killed.state or {})["totals"]
+    closed = [e for e in killed.events if e["action"] == "closed"]
+    assert (totals["signalsOpened"], totals["signalsClosed"]) == (counts["opened"], len(closed))
+    assert totals["realizedPnlPercentage"] == pytest.approx(sum(e["pnlPercentage"] for e in closed), abs=1e-9)
     clean = run_clean(tmp_path / "clean", until=UNTIL)
     assert without_ids(killed.events) == without_ids(clean.events)
 

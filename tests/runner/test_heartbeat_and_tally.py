@@ -1,16 +1,10 @@
-"""Liveness/readiness in wall time, and the durable tally of signals and realized PnL."""
+"""Liveness/readiness in wall time."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 from backtest_kit_runner.heartbeat import MIN_WINDOW_S, Heartbeat
-from backtest_kit_runner.tally import SignalTally
-
-from . import events as ev
 
 
 class ManualClock:
@@ -58,43 +52,3 @@ class TestReadiness:
         assert not hb.readiness().ok
         hb.beat()
         assert hb.readiness().ok
-
-
-class TestTally:
-    def test_counts_and_pnl_follow_the_results(self) -> None:
-        tally = SignalTally()
-        for result in (ev.idle(), ev.opened(), ev.active(), ev.closed("take_profit", 0.8), ev.cancelled()):
-            tally.record(result)
-        tally.record(ev.closed("stop_loss", -1.2))
-        assert tally.to_json() == {
-            "signalsOpened": 1,
-            "signalsClosed": 2,
-            "signalsCancelled": 1,
-            "realizedPnlPercentage": pytest.approx(-0.4),
-            "realizedPnlCost": pytest.approx(-0.4),
-        }
-
-    def test_idle_and_active_ticks_do_not_touch_the_file(self, tmp_path: Path) -> None:
-        path = tmp_path / "tally.json"
-        tally = SignalTally(path)
-        assert not tally.record(ev.idle()) and not tally.record(ev.active())
-        assert not path.exists()
-
-    def test_totals_survive_a_restart(self, tmp_path: Path) -> None:
-        path = tmp_path / "runner" / "tally.json"
-        first = SignalTally(path)
-        first.record(ev.opened())
-        first.record(ev.closed("take_profit", 0.8))
-        second = SignalTally(path)
-        assert second.to_json() == first.to_json()
-        assert [p.name for p in path.parent.iterdir()] == ["tally.json"]  # no temp files left
-
-    def test_an_unreadable_file_is_moved_aside_not_deleted(self, tmp_path: Path) -> None:
-        path = tmp_path / "tally.json"
-        path.write_text("{not json", encoding="utf-8")
-        tally = SignalTally(path)
-        assert tally.to_json()["signalsOpened"] == 0
-        aside = [p for p in tmp_path.iterdir() if p.name.startswith("tally.json.corrupt-")]
-        assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == "{not json"
-        tally.record(ev.opened())
-        assert json.loads(path.read_text(encoding="utf-8"))["signals_opened"] == 1

@@ -22,7 +22,7 @@ from .runner_process import REPLAY, LiveRunner, events, http, read_json, wait_fo
 
 Start = Callable[..., LiveRunner]
 STATE_FILE = "live/SYNUSDT_a_long_tp1_sl1_synthetic.json"
-TALLY_FILE = "runner/SYNUSDT_a_long_tp1_sl1_synthetic.json"
+RECORD_FILE = "live/SYNUSDT_a_long_tp1_sl1_synthetic.json"
 STATUS_KEYS = {
     "phase",
     "symbol",
@@ -64,9 +64,9 @@ class TestAReplayRunsToItsEnd:
         assert {"opened", "closed"} <= actions and actions <= {"opened", "closed", "cancelled"}
         until_ms = 1_704_078_000_000  # nothing at or after --until
         assert all((e["closeTimestamp"] or e["pendingAt"]) < until_ms for e in results)
-        tally = read_json(runner.state_dir / TALLY_FILE)
-        assert tally["signals_opened"] == sum(e["action"] == "opened" for e in results)
-        assert tally["signals_closed"] == sum(e["action"] == "closed" for e in results)
+        totals = read_json(runner.state_dir / RECORD_FILE)["totals"]  # in the engine's own record
+        assert totals["signalsOpened"] == sum(e["action"] == "opened" for e in results)
+        assert totals["signalsClosed"] == sum(e["action"] == "closed" for e in results)
 
     def test_status_follows_the_contract_while_running(self, live_runner: Start) -> None:
         runner = live_runner(always_long(1200))
