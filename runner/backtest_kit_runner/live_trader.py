@@ -156,11 +156,6 @@ class LiveTrader:
         if not self._ours(result) or result.backtest:
             return
         self.metrics.record_tick_result(result)
-        if result.action == "closed":
-            # the engine keeps the totals in the trader's own durable record
-            self.metrics.set_realized_pnl_percent(
-                float(self._engine_status().get("realizedPnlPercentage", 0.0))
-            )
 
     def on_performance(self, event: Any) -> None:
         """Every live tick ends with a ``live_tick`` timing, whether it failed or not."""
@@ -172,6 +167,8 @@ class LiveTrader:
         errors = int(engine.get("tickErrors", 0))
         self.metrics.record_tick_errors(errors - self._tick_errors)
         self._tick_errors = errors
+        # the engine keeps the totals in the trader's own durable record (restored on a restart)
+        self.metrics.set_realized_pnl_percent(float(engine.get("realizedPnlPercentage", 0.0)))
         if self.draining and not engine.get("stopRequested", True):
             # a drain asked for before Live.run had started its session: ask again
             backtest_kit.Live.request_stop(self.options.symbol, self.options.strategy)
