@@ -2,7 +2,8 @@
 
 Flags and ``BACKTEST_KIT_OPERATOR_*`` variables choose the namespaces (one, a list, or the whole
 cluster), standalone or peering mode and the peering priority (default: the start time, so the
-newest operator leads), the liveness endpoint, the metrics port and the poll interval. The settings are exported to the environment before :mod:`.handlers` is imported, since
+newest operator leads), the liveness endpoint, the metrics port and the poll interval. The
+settings are exported to the environment before :mod:`.handlers` is imported, since
 kopf decorators read some of them (the timer interval) at import time.
 """
 

@@ -127,6 +127,10 @@ def _container_status(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def restart_count(pod: Mapping[str, Any] | None) -> int:
+def _container_running(pod: Mapping[str, Any] | None) -> bool:
+    return "running" in (_container_status(pod).get("state") or {})
+
+
     return int(_container_status(pod).get("restartCount") or 0)
 
 
@@ -522,3 +526,6 @@ def _deletion_from_volume(d: _Deletion) -> Plan:
     )
     opened = obs.inspection.get("open")
     return d.draining(msg, "OpenSignalOnVolume", signal=opened if isinstance(opened, Mapping) else None)
+    if not held and _container_running(obs.pod):
+        # It refused its configuration before, but runs now (a fixed ConfigMap): it may trade again.
+        return d.draining(f"{why}, but it is starting again; waiting for it to answer", "WaitingForRunner")

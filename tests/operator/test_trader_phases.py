@@ -306,3 +306,12 @@ def test_a_runner_that_answers_again_after_refusing_its_configuration_is_drained
     assert not plan.finished
     plan = plan_trader(observe(pod=recovered, runner_status=runner_status("running", SIGNAL)))
     assert plan.status["phase"] == "Running"
+
+
+def test_a_runner_that_refused_its_configuration_but_runs_again_is_not_released_on_a_flat_volume() -> None:
+    restarting = pod(
+        container={"state": {"running": {}}, "lastState": {"terminated": {"exitCode": 2, "message": "bad"}}}
+    )
+    plan = plan_deletion(observe(deleting=True, pod=restarting, inspection=FLAT))
+    assert not plan.finished
+    assert condition(plan.status, "Draining")["reason"] == "WaitingForRunner"
