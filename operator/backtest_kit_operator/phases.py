@@ -126,11 +126,11 @@ def _container_status(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return dict(statuses[0]) if statuses else {}
 
 
-def restart_count(pod: Mapping[str, Any] | None) -> int:
 def _container_running(pod: Mapping[str, Any] | None) -> bool:
     return "running" in (_container_status(pod).get("state") or {})
 
 
+def restart_count(pod: Mapping[str, Any] | None) -> int:
     return int(_container_status(pod).get("restartCount") or 0)
 
 
@@ -515,6 +515,9 @@ def _deletion_from_volume(d: _Deletion) -> Plan:
         actions = (Action.CREATE_INSPECTION,) if obs.inspection_pod is None else ()
         return d.draining(f"{why}; reading its state volume before releasing it", "InspectingState", actions)
     held = obs.inspection.get("open") or obs.inspection.get("scheduled")
+    if not held and _container_running(obs.pod):
+        # It refused its configuration before, but runs now (a fixed ConfigMap): it may trade again.
+        return d.draining(f"{why}, but it is starting again; waiting for it to answer", "WaitingForRunner")
     if not held:
         msg = f"{why}; its state volume holds no open or scheduled signal"
         return d.finished(msg, "Drained", (Action.DELETE_POD,))
@@ -526,6 +529,3 @@ def _deletion_from_volume(d: _Deletion) -> Plan:
     )
     opened = obs.inspection.get("open")
     return d.draining(msg, "OpenSignalOnVolume", signal=opened if isinstance(opened, Mapping) else None)
-    if not held and _container_running(obs.pod):
-        # It refused its configuration before, but runs now (a fixed ConfigMap): it may trade again.
-        return d.draining(f"{why}, but it is starting again; waiting for it to answer", "WaitingForRunner")
