@@ -94,7 +94,48 @@ def _trade_traces(go: Any, closed: Sequence[ClosedResult]) -> list[Any]:
         hovertext=hover,
         hoverinfo="text+x",
     )
-    return [entries, exits]
+    return [entries, exits, *_position_traces(go, closed)]
+
+
+def _position_traces(go: Any, closed: Sequence[ClosedResult]) -> list[Any]:
+    """Partial exits and added entries (DCA) of managed positions, when there are any."""
+    partial_x, partial_y, partial_text = [], [], []
+    dca_x, dca_y, dca_text = [], [], []
+    for r in closed:
+        for p in r.signal.partials:
+            partial_x.append(p.timestamp)
+            partial_y.append(p.current_price)
+            partial_text.append(f"{r.signal.id[:8]} partial {p.type} {p.percent:g} %")
+        for e in r.signal.all_entries[1:]:
+            dca_x.append(e.timestamp)
+            dca_y.append(e.price)
+            dca_text.append(f"{r.signal.id[:8]} added {e.cost:g} USD")
+    traces = []
+    if partial_x:
+        traces.append(
+            go.Scatter(
+                name="partial exits",
+                x=_times(partial_x),
+                y=partial_y,
+                mode="markers",
+                marker={"symbol": "diamond", "size": 8, "color": "#ff9800"},
+                hovertext=partial_text,
+                hoverinfo="text+x",
+            )
+        )
+    if dca_x:
+        traces.append(
+            go.Scatter(
+                name="added entries",
+                x=_times(dca_x),
+                y=dca_y,
+                mode="markers",
+                marker={"symbol": "triangle-right", "size": 9, "color": "#2196f3"},
+                hovertext=dca_text,
+                hoverinfo="text+x",
+            )
+        )
+    return traces
 
 
 def build_figure(

@@ -142,8 +142,49 @@ COLUMNS: dict[str, str] = {
     "closed": "Close Time",
     "peak": "Peak PNL",
     "dd": "Max DD PNL",
+    "entries": "DCA Entries",
+    "partials": "Partial Closes",
+    "trailing": "Trailing SL / TP",
 }
-DEFAULT_COLUMNS = tuple(k for k in COLUMNS if k != "note")
+#: Shown when some trade of the report managed its position (entries, partials, trailing).
+POSITION_COLUMNS = ("entries", "partials", "trailing")
+DEFAULT_COLUMNS = tuple(k for k in COLUMNS if k != "note" and k not in POSITION_COLUMNS)
+
+
+def default_columns(closed: Sequence[ClosedResult]) -> tuple[str, ...]:
+    managed = any(
+        r.signal.managed
+        or r.signal.trailing_price_stop_loss is not None
+        or r.signal.trailing_price_take_profit
+        for r in closed
+    )
+    return (*DEFAULT_COLUMNS, *POSITION_COLUMNS) if managed else DEFAULT_COLUMNS
+
+
+def _partials_text(r: ClosedResult) -> str:
+    """``N/A``, or e.g. ``3 (↑2: 75%, ↓1: 30%)``: how many partial closes, of which kind, how much."""
+    partials = r.signal.partials
+    if not partials:
+        return "N/A"
+    up = [p for p in partials if p.type == "profit"]
+    down = [p for p in partials if p.type == "loss"]
+    parts = [f"↑{len(up)}" if up else "", f"↓{len(down)}" if down else ""]
+    return f"{len(partials)} ({', '.join(x for x in parts if x)}; {r.signal.partial_executed:.0f}% closed)"
+
+
+def _entries_text(r: ClosedResult) -> str:
+    entries = r.signal.all_entries
+    if len(entries) == 1:
+        return "1"
+    return f"{len(entries)} ({', '.join(f'{e.cost:g}@{price_text(e.price)[:-4]}' for e in entries)})"
+
+
+def _trailing_text(r: ClosedResult) -> str:
+    s = r.signal
+    sl, tp = s.trailing_price_stop_loss, s.trailing_price_take_profit
+    if sl is None and tp is None:
+        return "N/A"
+    return f"{price_text(sl) if sl is not None else '-'} / {price_text(tp) if tp is not None else '-'}"
 
 
 _CELLS: dict[str, Callable[[ClosedResult], str]] = {
@@ -163,6 +204,9 @@ _CELLS: dict[str, Callable[[ClosedResult], str]] = {
     "closed": lambda r: iso(r.close_timestamp),
     "peak": lambda r: _pct(r.signal.peak_pnl),
     "dd": lambda r: _pct(r.signal.fall_pnl),
+    "entries": _entries_text,
+    "partials": _partials_text,
+    "trailing": _trailing_text,
 }
 
 
@@ -343,7 +387,7 @@ def render_markdown(
     summary: Summary | None = None,
 ) -> str:
     """The report: the summary, the table of closed signals (newest first, capped), the statistics."""
-    cols = list(columns or DEFAULT_COLUMNS)
+    cols = list(columns or default_columns(closed))
     unknown = [c for c in cols if c not in COLUMNS]
     if unknown:
         raise ValueError(f"unknown report columns {unknown}; known: {', '.join(COLUMNS)}")
