@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .candles import MINUTE_MS
-from .errors import ConfigurationError
+from .errors import ConfigurationError, CorruptStateError
 from .persistence import PersistenceAdapter
 
 
@@ -72,7 +72,9 @@ class ReplayClock:
         self._anchor_wall: int
         self._position = start_ms
         self._stored_at = 0.0
-        stored = persistence.read(self.ANCHOR_KEY) if persistence is not None else None
+        #: Why the stored anchor could not be used (moved aside; the live run freezes its key).
+        self.problem: str | None = None
+        stored = self._read_anchor()
         if (
             stored is not None
             and stored.get("startMs") == start_ms
@@ -88,6 +90,26 @@ class ReplayClock:
                 )
             self._anchor_wall = self.wall.now_ms()
             self._store(durable=True)
+
+    def _read_anchor(self) -> dict[str, Any] | None:
+        """The stored anchor, or ``None``; a malformed one is moved aside and noted in ``problem``."""
+        if self.persistence is None:
+            return None
+        try:
+            stored = self.persistence.read(self.ANCHOR_KEY)
+        except CorruptStateError as exc:
+            self.problem = str(exc)
+            return None
+        if stored is None:
+            return None
+        fields = (stored.get("startMs"), stored.get("wallAnchorMs"), stored.get("positionMs", 0))
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in fields):
+            aside = self.persistence.quarantine(self.ANCHOR_KEY, "malformed replay anchor")
+            self.problem = (
+                f"replay anchor malformed ({stored!r}); moved aside to {aside}, the replay starts anew"
+            )
+            return None
+        return stored
 
     @property
     def max_speed(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,37 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seen: set[tuple[Any, Any]] = set()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash; the state completes it below
-                self.seen.add((row.get("id"), row.get("action")))
+        #: Why an existing file was moved aside (a JSON line that is not a result object).
+        self.problem: str | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            self._read_existing(path)
         # a line cut by a crash must not glue itself to the next one
         if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
             with open(path, "ab") as fh:
                 fh.write(b"\n")
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+
+    def _read_existing(self, path: Path) -> None:
+        raw = path.read_bytes()
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except ValueError:
+                continue  # a line cut by a crash (the state completes what it lost)
+            if not isinstance(row, dict):
+                aside = path.with_name(f"{path.name}.corrupt-{int(time.time() * 1000)}")
+                os.replace(path, aside)
+                self.seen.clear()
+                self.problem = (
+                    f"events file {path} line {number} is not a result; the file was moved aside to "
+                    f"{aside.name} and a new one started"
+                )
+                return
+            self.seen.add((row.get("id"), row.get("action")))
 
     def append(self, row: dict[str, Any] | None) -> None:
         if not row:

@@ -124,6 +124,10 @@ class LiveMode:
         wiring = self._wire(symbol, strategy, exchange, persistence, cfg)
         check_state(wiring.store, symbol, strategy, exchange)
         await self._restore(session, wiring)
+        problem = getattr(clock, "problem", None)  # a replay clock whose anchor was moved aside
+        if isinstance(problem, str):
+            session.frozen = session.frozen or problem
+            await self._bus.error.emit(CorruptStateError(problem))
         session.wiring = wiring
         if session.pending:  # controls asked before the run started override the record
             for name, value in session.pending.items():

@@ -133,6 +133,8 @@ class LiveTrader:
         if opts.events is not None:
             try:
                 self.events = EventLog(opts.events)
+                if self.events.problem:
+                    log.error("%s", self.events.problem)
             except OSError as exc:
                 raise ConfigurationError(f"--events {opts.events}: {exc.strerror or exc}") from exc
 

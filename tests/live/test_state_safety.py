@@ -179,3 +179,48 @@ def test_a_well_formed_record_parses_with_its_totals() -> None:
         {**VALID, "pending": ROW, "totals": {"signalsOpened": 3, "realizedPnlPercentage": 1.5}}
     )
     assert parsed.state.pending is not None and parsed.totals.opened == 3
+
+
+async def test_a_malformed_replay_anchor_is_moved_aside_and_freezes_the_key_without_crashing(
+    tmp_path: Path, fresh_engine: bk.Engine
+) -> None:
+    anchor = tmp_path / "replay" / "anchor.json"
+    anchor.parent.mkdir(parents=True)
+    anchor.write_text(json.dumps({"startMs": START, "speed": "max", "wallAnchorMs": "soon"}))
+    store = bk.FilePersistence(tmp_path)
+    store.init()
+    clock = bk.ReplayClock(START, float("inf"), persistence=store)
+    assert clock.problem is not None and "moved aside" in clock.problem
+    results = [
+        r
+        async for r in fresh_engine.live.run(
+            SYM,
+            strategy="a_long_tp1_sl1",
+            exchange="synthetic",
+            clock=clock,
+            persistence=store,
+            until=START + 20 * MINUTE_MS,
+        )
+    ]
+    assert results == [] and fresh_engine.live.get_status(SYM, "a_long_tp1_sl1")["frozen"]
+    assert len(list(anchor.parent.glob("anchor.json.corrupt-*"))) == 1
+
+
+def test_an_events_file_with_a_line_that_is_not_a_result_is_moved_aside_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"id": "a", "action": "opened"}\n{"id": "a", "act\n[1, 2]\n')
+    log = bk.EventLog(path)
+    try:
+        assert log.problem is not None and "line 3" in log.problem
+        log.append({"id": "a", "action": "opened"})  # a new file: written again
+    finally:
+        log.close()
+    assert json.loads(path.read_text())["id"] == "a"
+    assert len(list(tmp_path.glob("events.jsonl.corrupt-*"))) == 1
+    # a line merely cut by a crash is skipped, the rest is kept
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b'{"id": "b", "action": "opened"}\n{"id": "b", "act\n')
+    again = bk.EventLog(cut)
+    again.append({"id": "b", "action": "opened"})
+    again.close()
+    assert again.problem is None and cut.read_text().count('"opened"') == 1
