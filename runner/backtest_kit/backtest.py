@@ -24,7 +24,7 @@ from .candles import MINUTE_MS
 from .config import EngineConfig
 from .errors import BacktestKitError
 from .events import DoneEvent, EventBus, PerformanceEvent, ProgressEvent
-from .lifecycle import SignalState, StrategyInstance, Transition
+from .lifecycle import SignalState, StrategyInstance, Transition, announce, run_hooks
 from .market import ExchangeClient, MinuteFeed
 from .position import commit_at
 from .registry import FrameSchema, Registry
@@ -199,19 +199,11 @@ class BacktestMode:
     async def _adopt(self, inst: StrategyInstance, run: BacktestRun, step: Transition) -> SignalState:
         """Take a transition at once (nothing is persisted in backtest) and report what it produced."""
         inst.apply_risk(step)
-        bus = self._bus
-        for exc in step.errors:
-            await bus.error.emit(exc)
-        for event in step.risk_events:
-            await bus.risk.emit(event)
-        for result in step.results:
-            run.record.add(result)
-            await bus.result(result)
+        await announce(self._bus, step, run.record)
         return step.state
 
     async def _hooks(self, inst: StrategyInstance, step: Transition) -> None:
-        for name, args in step.hooks:
-            await self._bus.hook(inst.callback(name), *args)
+        await run_hooks(self._bus, inst, step)
 
     async def execute(
         self,

@@ -30,9 +30,10 @@ from .config import EngineConfig
 from .errors import BacktestKitError, SignalValidationError
 from .events import CommitEvent, EventBus, PositionEvent, RiskEvent
 from .market import ExchangeClient, MinuteFeed
-from .pnl import Pnl, close_pnl, partial_pnl_percentage, pnl_percentage
+from .pnl import Pnl, close_pnl
 from .position import FULL_PARTIAL_CLOSE, Commit, PositionDesk, commit_json
 from .registry import RiskSchema, StrategySchema
+from .reports import RunRecord
 from .risks import RiskBook
 from .signals import (
     ActiveResult,
@@ -486,25 +487,8 @@ class StrategyInstance:
     # ------------------------------------------------------------------ prices and results
     def pnl_at(self, row: SignalRow, price: float) -> float:
         cfg = self.config
-        if row.partials:  # several entries alone keep the plain formula, at the effective entry
-            return partial_pnl_percentage(
-                row.is_long,
-                row.all_entries,
-                row.partials,
-                row.invested,
-                price,
-                fallback_open=row.price_open,
-                slippage_percent=cfg.percent_slippage,
-                fee_percent=cfg.percent_fee,
-                multiplier=row.multiplier,
-            )
-        return pnl_percentage(
-            row.is_long,
-            row.open_eff,
-            price,
-            slippage_percent=cfg.percent_slippage,
-            fee_percent=cfg.percent_fee,
-            multiplier=row.multiplier,
+        return row.pnl_percentage_at(
+            price, slippage_percent=cfg.percent_slippage, fee_percent=cfg.percent_fee
         )
 
     def _pnl(self, row: SignalRow, price: float) -> Pnl:
@@ -871,6 +855,29 @@ class StrategyInstance:
             if vwap >= row.price_open:
                 return Outcome(when_ms, "activate", row.price_open)
         return None
+
+
+async def announce(bus: EventBus, step: Transition, record: RunRecord) -> None:
+    """What an adopted transition produced goes out, in order: errors, risk events, results (also
+    kept in the run's record), position events. Both drivers report through here."""
+    for exc in step.errors:
+        await bus.error.emit(exc)
+    for event in step.risk_events:
+        await bus.risk.emit(event)
+    for result in step.results:
+        record.add(result)
+        await bus.result(result)
+    for notice in step.notices:
+        if isinstance(notice, CommitEvent):
+            await bus.strategy_commit.emit(notice)
+        else:
+            await bus.position_subject(notice.kind).emit(notice)
+
+
+async def run_hooks(bus: EventBus, inst: StrategyInstance, step: Transition) -> None:
+    """The strategy callbacks a transition asks for (after it is adopted and announced)."""
+    for name, args in step.hooks:
+        await bus.hook(inst.callback(name), *args)
 
 
 def _progress_percent(row: SignalRow, kind: str, vw: float) -> float:

@@ -25,8 +25,8 @@ from .candles import MINUTE_MS, Candle, iso
 from .clock import Clock, WallClock
 from .config import EngineConfig
 from .errors import CandleDataError, ConfigurationError, CorruptStateError, PersistenceError
-from .events import CommitEvent, ControlEvent, DoneEvent, EventBus, PerformanceEvent
-from .lifecycle import SignalState, StrategyInstance, Transition
+from .events import ControlEvent, DoneEvent, EventBus, PerformanceEvent
+from .lifecycle import SignalState, StrategyInstance, Transition, announce, run_hooks
 from .market import ExchangeClient
 from .persistence import FilePersistence, PersistenceAdapter
 from .registry import Registry
@@ -365,26 +365,9 @@ class LiveMode:
         last = step.last_signal_result
         if last is not None:
             session.last_result = last.flat()
-        await self._report(session, inst, step)
+        await announce(self._bus, step, session.record)
+        await run_hooks(self._bus, inst, step)
         return step
-
-    async def _report(self, session: LiveSession, inst: StrategyInstance, step: Transition) -> None:
-        """What an adopted step produced goes out: errors, risk events, results, position events."""
-        bus = self._bus
-        for exc in step.errors:
-            await bus.error.emit(exc)
-        for event in step.risk_events:
-            await bus.risk.emit(event)
-        for result in step.results:
-            session.record.add(result)
-            await bus.result(result)
-        for notice in step.notices:
-            if isinstance(notice, CommitEvent):
-                await bus.strategy_commit.emit(notice)
-            else:
-                await bus.position_subject(notice.kind).emit(notice)
-        for name, args in step.hooks:
-            await bus.hook(inst.callback(name), *args)
 
     def _persist(self, session: LiveSession, wiring: _Wiring, when: int, step: Transition) -> None:
         last = step.last_signal_result

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .candles import iso
 from .config import EngineConfig
 from .errors import SignalValidationError
-from .pnl import Pnl, closed_dollars, entry_history
+from .pnl import Pnl, closed_dollars, entry_history, partial_pnl_percentage, pnl_percentage
 
 _M = TypeVar("_M", bound=BaseModel)
 Position = Literal["long", "short"]
@@ -185,6 +185,29 @@ class SignalRow(BaseModel):
             return 0.0
         invested = self.invested
         return closed_dollars(invested, self.all_entries, self.partials)[0] / invested * 100
+
+    def pnl_percentage_at(self, price: float, *, slippage_percent: float, fee_percent: float) -> float:
+        """The net PnL in percent of closing at ``price`` (partial closes weighted in, item 28)."""
+        if self.partials:
+            return partial_pnl_percentage(
+                self.is_long,
+                self.all_entries,
+                self.partials,
+                self.invested,
+                price,
+                fallback_open=self.price_open,
+                slippage_percent=slippage_percent,
+                fee_percent=fee_percent,
+                multiplier=self.multiplier,
+            )
+        return pnl_percentage(
+            self.is_long,
+            self.open_eff,
+            price,
+            slippage_percent=slippage_percent,
+            fee_percent=fee_percent,
+            multiplier=self.multiplier,
+        )
 
     def position_json(self) -> dict[str, Any]:
         """The managed-position fields, camelCase (rows, events and the live record)."""
