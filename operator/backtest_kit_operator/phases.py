@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from .conditions import (
@@ -44,7 +45,7 @@ from .conditions import (
     merge_conditions,
     utc_timestamp,
 )
-from .manifests import SPEC_HASH_ANNOTATION
+from .manifests import CLOSE_POSITION_ANNOTATION, SPEC_HASH_ANNOTATION
 
 CONFIG_ERROR_EXIT = 2
 
@@ -63,6 +64,12 @@ class Action(enum.Enum):
     CREATE_INSPECTION = "create-inspection"
     """Start the read-only ``state show`` pod on the state volume."""
     DELETE_INSPECTION = "delete-inspection"
+    PAUSE_RUNNER = "pause-runner"
+    """``POST /pause``: ``spec.paused`` is true and the runner is not paused."""
+    RESUME_RUNNER = "resume-runner"
+    """``POST /resume``: ``spec.paused`` is false and the runner is paused."""
+    CLOSE_POSITION = "close-position"
+    """``POST /close``: the close-position annotation has a value not acknowledged yet."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,10 @@ class Observation:
     """Why the inspection pod gave no usable answer (it is then replaced)."""
     image_refused: str | None = None
     """The spec names an image outside the operator's allowlist (the message says which)."""
+    paused: bool = False
+    """``spec.paused``: the runner should open no new signal."""
+    close_request: str | None = None
+    """The value of the close-position annotation (None when it is not set)."""
 
 
 @dataclass(frozen=True)
@@ -145,25 +156,66 @@ def config_error(pod: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def signal_summary(signal: Mapping[str, Any] | None) -> str:
-    """``long@42000.5 (id)`` — what the printer column shows for the open signal."""
+def _short_price(price: float) -> str:
+    """At most 2 decimals from 1 up (``123.45``, ``42000.5``), 4 significant digits below 1."""
+    if price >= 1 or price <= 0:
+        decimals = 2
+    else:
+        decimals = 3 - math.floor(math.log10(price))
+    text = f"{price:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _short_age(seconds: float) -> str:
+    """``45m``, ``2h``, ``3d`` (rounded down; never negative)."""
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h"
+    return f"{minutes // (24 * 60)}d"
+
+
+def _epoch_seconds(clock: str | None, now: datetime | None) -> float:
+    """The trader's clock (``lastTickAt``, simulated in a replay) in epoch seconds, else ``now``."""
+    if clock:
+        try:
+            moment = datetime.fromisoformat(clock.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return (now or datetime.now(UTC)).timestamp()
+
+
+def signal_summary(
+    signal: Mapping[str, Any] | None, clock: str | None = None, now: datetime | None = None
+) -> str:
+    """``long@123.45 2h`` — the printer column: position, entry price and how long it has been open.
+
+    The age is measured on the trader's own clock, ``clock`` (its ``lastTickAt``: simulated when
+    replaying), or on ``now`` (default: the wall clock) when the trader has not reported one.
+    """
     if not signal:
         return ""
-    position = signal.get("position", "?")
+    out = str(signal.get("position") or "?")
     price = signal.get("priceOpen")
-    ident = signal.get("id", "")
-    at = f"@{price}" if price is not None else ""
-    return f"{position}{at} ({ident})" if ident else f"{position}{at}"
+    if isinstance(price, int | float) and not isinstance(price, bool) and math.isfinite(price):
+        out += f"@{_short_price(float(price))}"
+    opened_ms = signal.get("pendingAt")
+    if isinstance(opened_ms, int | float) and not isinstance(opened_ms, bool) and opened_ms > 0:
+        out += " " + _short_age(_epoch_seconds(clock, now) - opened_ms / 1000)
+    return out
 
 
-def _runner_fields(runner: Mapping[str, Any] | None) -> dict[str, Any]:
+def _runner_fields(runner: Mapping[str, Any] | None, now: datetime | None = None) -> dict[str, Any]:
     """The status fields copied from the runner's ``/status`` answer."""
     if runner is None:
         return {}
     out: dict[str, Any] = {
         "runnerPhase": runner.get("phase"),
         "openSignal": runner.get("openSignal"),
-        "openSignalSummary": signal_summary(runner.get("openSignal")),
+        "openSignalSummary": signal_summary(runner.get("openSignal"), runner.get("lastTickAt"), now),
         "scheduledSignal": runner.get("scheduledSignal"),
         "lastTickAt": runner.get("lastTickAt"),
     }
@@ -174,6 +226,8 @@ def _runner_fields(runner: Mapping[str, Any] | None) -> dict[str, Any]:
         value = runner.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)
+    if isinstance(runner.get("paused"), bool):
+        out["paused"] = runner["paused"]
     return out
 
 
@@ -195,7 +249,7 @@ def _status(
         "restarts": restart_count(obs.pod),
         "appliedSpecHash": pod_hash(obs.pod),
     }
-    status.update(_runner_fields(obs.runner_status))
+    status.update(_runner_fields(obs.runner_status, obs.now))
     status.update(fields)
     status["conditions"] = merge_conditions(
         previous.get("conditions"), conditions, generation=generation, now=obs.now
@@ -254,7 +308,11 @@ def previous_ready_reason(status: Mapping[str, Any]) -> str | None:
 
 
 def plan_trader(obs: Observation) -> Plan:
-    """The next step of a LiveTrader that is not being deleted."""
+    """The next step of a LiveTrader that is not being deleted (manual controls included)."""
+    return with_controls(obs, _plan_lifecycle(obs), pause=True)
+
+
+def _plan_lifecycle(obs: Observation) -> Plan:
     if obs.image_refused:
         return _refused(obs)
     pod = obs.pod
@@ -406,6 +464,13 @@ class _Deletion:
         return str((self.obs.trader.get("status") or {}).get("drainStartedAt") or utc_timestamp(self.obs.now))
 
     @property
+    def clock(self) -> str | None:
+        """The trader's last known clock (``lastTickAt``), for the age of the open signal."""
+        source = self.obs.runner_status or self.obs.trader.get("status") or {}
+        value = source.get("lastTickAt")
+        return str(value) if value else None
+
+    @property
     def drop_inspection(self) -> tuple[Action, ...]:
         return (Action.DELETE_INSPECTION,) if self.obs.inspection_pod is not None else ()
 
@@ -421,7 +486,7 @@ class _Deletion:
             msg,
             drainStartedAt=self.started,
             openSignal=signal,
-            openSignalSummary=signal_summary(signal),
+            openSignalSummary=signal_summary(signal, self.clock, self.obs.now),
         )
         return Plan(actions, status, waiting_for=msg)
 
@@ -447,7 +512,15 @@ class _Deletion:
 
 
 def plan_deletion(obs: Observation) -> Plan:
-    """The next step of draining a LiveTrader that is being deleted (finalizer present)."""
+    """The next step of draining a LiveTrader that is being deleted (finalizer present).
+
+    A close request still reaches a draining runner (closing the position finishes the drain);
+    ``spec.paused`` no longer matters, a draining runner opens nothing new anyway.
+    """
+    return with_controls(obs, _plan_drain(obs), pause=False)
+
+
+def _plan_drain(obs: Observation) -> Plan:
     pod = obs.pod
     phase = pod_phase(pod)
     d = _Deletion(obs)
@@ -529,3 +602,83 @@ def _deletion_from_volume(d: _Deletion) -> Plan:
     )
     opened = obs.inspection.get("open")
     return d.draining(msg, "OpenSignalOnVolume", signal=opened if isinstance(opened, Mapping) else None)
+
+
+# Manual controls ----------------------------------------------------------------------------------
+
+#: The Event reason of an acknowledged close request that was sent to the runner.
+CLOSE_REQUESTED = "CloseRequested"
+
+
+def _controllable(obs: Observation) -> bool:
+    """The runner answers from its restored state: its session runs (so ``paused`` and the open
+    signal are read from the volume, not the defaults of a process still starting) and it ticked."""
+    runner = obs.runner_status
+    if runner is None or pod_phase(obs.pod) != "Running" or pod_terminating(obs.pod):
+        return False
+    return runner.get("phase") in ("running", "draining") and runner.get("ready", True) is not False
+
+
+def _pause_action(obs: Observation) -> Action | None:
+    reported = (obs.runner_status or {}).get("paused")
+    if not isinstance(reported, bool) or reported == obs.paused:
+        return None  # in line, or a runner without the control (no ``paused`` in its status)
+    return Action.PAUSE_RUNNER if obs.paused else Action.RESUME_RUNNER
+
+
+def _close_request(obs: Observation) -> tuple[Action | None, dict[str, Any] | None, tuple[str, str, str]]:
+    """What a new close-position value asks for: the action (None when nothing is open), the
+    acknowledgement for ``status.closeRequest`` and its Event. (None, None, ...) when not new."""
+    value = (obs.close_request or "").strip()
+    acknowledged = (obs.trader.get("status") or {}).get("closeRequest") or {}
+    if not value or (isinstance(acknowledged, Mapping) and acknowledged.get("value") == value):
+        return None, None, ("", "", "")
+    runner = obs.runner_status or {}
+    kind = "open" if runner.get("openSignal") else "scheduled" if runner.get("scheduledSignal") else ""
+    ack: dict[str, Any] = {"value": value, "acknowledgedAt": utc_timestamp(obs.now)}
+    asked = f"{CLOSE_POSITION_ANNOTATION}={value}"
+    if not kind:
+        ack["outcome"] = "NothingOpen"
+        return None, ack, ("Normal", "NothingToClose", f"{asked}: no open or scheduled signal to close")
+    held = runner.get("openSignal") if kind == "open" else runner.get("scheduledSignal")
+    ident = str(held.get("id") or "") if isinstance(held, Mapping) else ""
+    ack.update(outcome="Requested", signalId=ident)
+    what = "closes at the next tick's price" if kind == "open" else "is cancelled at the next tick"
+    return Action.CLOSE_POSITION, ack, ("Normal", CLOSE_REQUESTED, f"{asked}: {kind} signal {ident} {what}")
+
+
+def with_controls(obs: Observation, plan: Plan, *, pause: bool) -> Plan:
+    """``plan`` plus the manual controls the observation calls for (sent before any other action).
+
+    ``spec.paused`` is applied whenever the runner reports another value; a close request once per
+    distinct annotation value, acknowledged in ``status.closeRequest``. Both wait for a runner
+    that answers from its restored state, so a restarted runner that came back paused from its
+    volume is not asked again.
+    """
+    if not _controllable(obs):
+        return plan
+    actions: list[Action] = []
+    toggle = _pause_action(obs) if pause else None
+    if toggle is not None:
+        actions.append(toggle)
+    close, ack, note = _close_request(obs)
+    if close is not None:
+        actions.append(close)
+    status, notes = dict(plan.status), plan.notes
+    if ack is not None:
+        status["closeRequest"] = ack
+        notes = (*notes, note)
+    if (obs.runner_status or {}).get("paused") is True and not status.get("message"):
+        status["message"] = "paused: no new signal opens until resumed (an open one is still watched)"
+    return replace(plan, actions=(*actions, *plan.actions), status=status, notes=notes)
+
+
+def without_failed(obs: Observation, plan: Plan, failed: frozenset[Action]) -> Plan:
+    """``plan`` after its execution: a close request the runner did not take is not acknowledged
+    (the next pass sends it again)."""
+    if Action.CLOSE_POSITION not in failed:
+        return plan
+    status = dict(plan.status)
+    status["closeRequest"] = (obs.trader.get("status") or {}).get("closeRequest")
+    notes = tuple(n for n in plan.notes if n[1] != CLOSE_REQUESTED)
+    return replace(plan, status=status, notes=notes)

@@ -7,12 +7,16 @@ prometheus-client global one, so that two recorders (tests, a benchmark) never c
 
 The recorder is fed with plain events: tick results (anything with ``action`` and ``signal``),
 ``live_tick`` performance events, tick errors and the exchange adapter's ``on_request`` hook. It
-never calls the engine.
+never calls the engine; the unrealised PnL of an open position is the engine's own PnL formula
+(:mod:`backtest_kit.pnl`) applied to the tick's signal and price, with the fee and slippage of the
+engine configuration.
 """
 
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -25,6 +29,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+import backtest_kit
+from backtest_kit import EngineConfig, SignalRow, partial_pnl_percentage, pnl_percentage
 
 from . import __version__
 
@@ -54,6 +61,31 @@ class TickResultLike(Protocol):
     def action(self) -> str: ...
 
 
+def unrealized_pnl_percent(signal: SignalRow, price: float, config: EngineConfig) -> float:
+    """The PnL in percent ``signal`` would close with at ``price``: the engine's formula, fees and
+    slippage included (partial closes weighted as the engine weighs them)."""
+    if signal.partials:
+        return partial_pnl_percentage(
+            signal.is_long,
+            signal.all_entries,
+            signal.partials,
+            signal.invested,
+            price,
+            fallback_open=signal.price_open,
+            slippage_percent=config.percent_slippage,
+            fee_percent=config.percent_fee,
+            multiplier=signal.multiplier,
+        )
+    return pnl_percentage(
+        signal.is_long,
+        signal.open_eff,
+        price,
+        slippage_percent=config.percent_slippage,
+        fee_percent=config.percent_fee,
+        multiplier=signal.multiplier,
+    )
+
+
 class PerformanceLike(Protocol):
     @property
     def metric(self) -> str: ...
@@ -78,7 +110,11 @@ class RunnerMetrics:
         exchange: str,
         registry: CollectorRegistry | None = None,
         process_metrics: bool = True,
+        config: Callable[[], EngineConfig] = backtest_kit.get_config,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._config = config
+        self._wall_clock = wall_clock
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         base = {"symbol": symbol, "strategy": strategy, "exchange": exchange}
         reg = self.registry
@@ -122,9 +158,22 @@ class RunnerMetrics:
             BASE_LABELS,
             registry=reg,
         ).labels(**base)
+        self._unrealized_pnl = Gauge(
+            PREFIX + "unrealized_pnl_percent",
+            "PnL percentage the open position would close with at the last tick's price "
+            "(fees and slippage included); 0 while flat.",
+            BASE_LABELS,
+            registry=reg,
+        ).labels(**base)
         self._last_tick = Gauge(
             PREFIX + "last_tick_timestamp_seconds",
             "Clock time (epoch seconds; simulated when replaying) of the last completed tick.",
+            BASE_LABELS,
+            registry=reg,
+        ).labels(**base)
+        self._last_tick_wall = Gauge(
+            PREFIX + "last_tick_wall_timestamp_seconds",
+            "Wall-clock time (epoch seconds, never simulated) at which the last live tick completed.",
             BASE_LABELS,
             registry=reg,
         ).labels(**base)
@@ -171,6 +220,11 @@ class RunnerMetrics:
         side = signal.position if signal is not None and action in OPEN_ACTIONS else None
         for name, child in self._sides.items():
             child.set(1 if name == side else 0)
+        price = getattr(result, "current_price", None)
+        if side is None:
+            self._unrealized_pnl.set(0)
+        elif isinstance(signal, SignalRow) and isinstance(price, int | float):
+            self._unrealized_pnl.set(unrealized_pnl_percent(signal, float(price), self._config()))
         if action == "opened":
             self._opened.inc()
         elif action == "closed":
@@ -185,6 +239,7 @@ class RunnerMetrics:
         self._ticks.inc()
         self._tick_duration.observe(max(0.0, float(event.duration_s)))
         self._last_tick.set(event.timestamp / 1000)
+        self._last_tick_wall.set(self._wall_clock())
 
     def record_tick_errors(self, count: int = 1) -> None:
         if count > 0:

@@ -8,8 +8,10 @@ returns data::
     for title, expr in dashboard_queries(symbol="BTCUSDT", rate_interval="1m"):
         assert prometheus.query(expr), title
 
-Grafana's variables are substituted the way Grafana would: ``$symbol``/``$strategy`` default to ``.*``
-(the dashboard's "All" value, matched with ``=~``), ``$__rate_interval`` to ``rate_interval``.
+Grafana's variables are substituted the way Grafana would: ``$namespace``, ``$trader`` (the
+LiveTrader name, label ``livetrader``), ``$symbol`` and ``$strategy`` default to ``.*`` (the
+dashboard's "All" value, matched with ``=~``, which also matches a series without that label),
+``$__rate_interval`` to ``rate_interval``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,34 @@ def substitute(expr: str, variables: dict[str, str]) -> str:
     return expr
 
 
+#: The dashboard's own template variables, in the order they narrow each other.
+VARIABLES = ("namespace", "trader", "symbol", "strategy")
+
+
+def variable_values(
+    *,
+    namespace: str = ".*",
+    trader: str = ".*",
+    symbol: str = ".*",
+    strategy: str = ".*",
+    rate_interval: str = "1m",
+) -> dict[str, str]:
+    """Every variable a dashboard query may use, with the value Grafana would send."""
+    return {
+        "namespace": namespace,
+        "trader": trader,
+        "symbol": symbol,
+        "strategy": strategy,
+        "__rate_interval": rate_interval,
+        "__interval": rate_interval,
+        "__range": rate_interval,
+    }
+
+
 def dashboard_queries(
     *,
+    namespace: str = ".*",
+    trader: str = ".*",
     symbol: str = ".*",
     strategy: str = ".*",
     rate_interval: str = "1m",
@@ -49,16 +77,12 @@ def dashboard_queries(
 ) -> list[tuple[str, str]]:
     """``(panel title, PromQL)`` for every target of every panel, variables substituted.
 
-    ``symbol`` and ``strategy`` are regular expressions (the dashboard matches them with ``=~``).
-    Panels with several targets yield one tuple per target, in panel order.
+    ``namespace``, ``trader``, ``symbol`` and ``strategy`` are regular expressions (the dashboard
+    matches them with ``=~``). Panels with several targets yield one tuple per target, in panel order.
     """
-    variables = {
-        "symbol": symbol,
-        "strategy": strategy,
-        "__rate_interval": rate_interval,
-        "__interval": rate_interval,
-        "__range": rate_interval,
-    }
+    variables = variable_values(
+        namespace=namespace, trader=trader, symbol=symbol, strategy=strategy, rate_interval=rate_interval
+    )
     dash = json.loads(dashboard_file.read_text(encoding="utf-8"))
     queries: list[tuple[str, str]] = []
     for panel in _panels(dash["panels"]):
@@ -67,3 +91,19 @@ def dashboard_queries(
             if expr:
                 queries.append((panel["title"], substitute(expr, variables)))
     return queries
+
+
+def variable_queries(*, dashboard_file: Path = DASHBOARD_FILE, **values: str) -> list[tuple[str, str, str]]:
+    """``(variable, series selector, label)`` of every ``label_values(selector, label)`` variable,
+    the other variables in the selector substituted (``values`` as for :func:`variable_values`)."""
+    dash = json.loads(dashboard_file.read_text(encoding="utf-8"))
+    out = []
+    for variable in dash["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+        match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
+        if match is None:
+            raise ValueError(f"variable {variable['name']}: not a label_values() query: {query}")
+        out.append((variable["name"], substitute(match.group(1), variable_values(**values)), match.group(2)))
+    return out

@@ -27,7 +27,7 @@ from .chart_support import (
     promql_metric_names,
     scenario_objects,
 )
-from .dashboard_queries import dashboard_queries, substitute
+from .dashboard_queries import VARIABLES, dashboard_queries, variable_queries
 
 RESTART_ALERT = "BacktestKitRunnerRestartLoop"
 SEVERITIES = {"critical", "warning", "info"}
@@ -199,13 +199,24 @@ class TestMetricNames:
 
 
 class TestDashboard:
-    def test_the_dashboard_has_a_datasource_variable_and_symbol_and_strategy_variables(self) -> None:
+    def test_the_dashboard_has_a_datasource_variable_and_namespace_trader_symbol_strategy_variables(
+        self,
+    ) -> None:
         variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+        assert list(variables) == ["datasource", *VARIABLES]
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
-        for name in ("symbol", "strategy"):
+        for name in VARIABLES:
             assert variables[name]["type"] == "query"
             assert variables[name]["datasource"]["uid"] == "${datasource}"
+            assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*", name
+
+    def test_the_trader_variable_lists_live_trader_names_and_each_variable_narrows_the_next(self) -> None:
+        queries = {name: (selector, label) for name, selector, label in variable_queries(namespace="ns-a")}
+        assert queries["namespace"][1] == "namespace"
+        assert queries["trader"] == ('backtest_kit_live_ticks_total{namespace=~"ns-a"}', "livetrader")
+        assert 'namespace=~"ns-a"' in queries["symbol"][0] and 'livetrader=~".*"' in queries["symbol"][0]
+        assert 'symbol=~".*"' in queries["strategy"][0]
 
     def test_every_panel_and_target_queries_through_the_datasource_variable(self) -> None:
         for panel in dashboard_panels():
@@ -215,12 +226,47 @@ class TestDashboard:
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] == "${datasource}", panel["title"]
 
-    def test_runner_panels_filter_by_symbol_and_strategy(self) -> None:
+    def test_every_runner_query_filters_by_namespace_trader_symbol_and_strategy(self) -> None:
+        # The operator's own series (backtest_kit_operator_*) describe all traders at once.
         for title, expr in _dashboard_exprs():
             if "backtest_kit_operator_" in expr:
                 continue
-            assert 'symbol=~"$symbol"' in expr, title
-            assert 'strategy=~"$strategy"' in expr, title
+            selectors = re.findall(r"backtest_kit_\w+\{[^}]*\}", expr)
+            assert selectors and len(selectors) == len(re.findall(r"backtest_kit_\w+", expr)), (title, expr)
+            for selector in selectors:
+                for label, name in (("namespace", "namespace"), ("livetrader", "trader")):
+                    assert f'{label}=~"${name}"' in selector, (title, selector)
+                assert 'symbol=~"$symbol"' in selector and 'strategy=~"$strategy"' in selector, title
+
+    def test_the_stat_panels_show_the_position_and_both_pnls_of_each_trader(self) -> None:
+        stats = {p["title"]: p for p in dashboard_panels() if p["type"] == "stat"}
+        metrics = {
+            title: promql_metric_names(target["expr"])
+            for title, p in stats.items()
+            for target in p["targets"]
+        }
+        assert sorted(metrics.values(), key=sorted) == [
+            {"backtest_kit_open_position"},
+            {"backtest_kit_realized_pnl_percent"},
+            {"backtest_kit_unrealized_pnl_percent"},
+        ]
+        for title, panel in stats.items():
+            (target,) = panel["targets"]
+            assert {"namespace", "livetrader"} <= promql_label_names(target["expr"]), title
+            assert "{{livetrader}}" in target["legendFormat"], title
+        position = next(p for t, p in stats.items() if "backtest_kit_open_position" in metrics[t])
+        (mapping,) = position["fieldConfig"]["defaults"]["mappings"]
+        assert {k: v["text"] for k, v in mapping["options"].items()} == {
+            "1": "long",
+            "0": "flat",
+            "-1": "short",
+        }
+
+    def test_the_last_tick_age_is_measured_on_the_wall_clock_so_a_replay_does_not_show_years(self) -> None:
+        (age,) = [p for p in dashboard_panels() if p["title"].startswith("Last tick age")]
+        (target,) = age["targets"]
+        assert promql_metric_names(target["expr"]) == {"backtest_kit_last_tick_wall_timestamp_seconds"}
+        assert "wall clock" in age["title"] and "replay" in age["description"]
 
     @pytest.mark.parametrize(
         ("title_fragment", "metric"),
@@ -233,7 +279,9 @@ class TestDashboard:
             ("Signals closed", "backtest_kit_signals_closed_total"),
             ("Signals cancelled", "backtest_kit_signals_cancelled_total"),
             ("Realised PnL", "backtest_kit_realized_pnl_percent"),
-            ("Last tick age", "backtest_kit_last_tick_timestamp_seconds"),
+            ("Unrealised PnL", "backtest_kit_unrealized_pnl_percent"),
+            ("Open position per trader", "backtest_kit_open_position"),
+            ("Last tick age", "backtest_kit_last_tick_wall_timestamp_seconds"),
             ("Exchange request duration", "backtest_kit_exchange_request_duration_seconds_bucket"),
             ("Exchange request errors", "backtest_kit_exchange_request_errors_total"),
         ],
@@ -274,11 +322,7 @@ class TestDashboard:
 class TestDashboardPromQL:
     def test_promtool_parses_every_dashboard_query_and_variable_selector(self, tmp_path: Path) -> None:
         exprs = [expr for _, expr in dashboard_queries()]
-        for variable in dashboard()["templating"]["list"]:
-            if variable["type"] == "query":
-                inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", variable["query"]["query"])
-                assert inner, variable["name"]
-                exprs.append(substitute(inner.group(1), {"symbol": ".*"}))
+        exprs += [selector for _, selector, _ in variable_queries()]
         rules = {
             "groups": [
                 {
@@ -301,6 +345,8 @@ class TestDashboardQueriesHelper:
         assert len(queries) == len(_dashboard_exprs())
         for title, expr in queries:
             assert "$" not in expr, title
+        for name, selector, _ in variable_queries():
+            assert "$" not in selector, name
         tick_rate = next(expr for title, expr in queries if title == "Tick rate and tick errors")
         assert 'symbol=~"BTCUSDT"' in tick_rate
         assert 'strategy=~"sma_cross"' in tick_rate

@@ -27,7 +27,7 @@ from ..runner.binance_feed import serve_fake_binance
 from ..runner.runner_process import REPLAY, LiveRunner, http, wait_for
 from ..runner.test_prometheus_scrape import Prometheus, prometheus_binary
 from .chart_support import ALERTS_FILE, KUBE_STATE_METRICS, promql_metric_names
-from .dashboard_queries import dashboard_queries
+from .dashboard_queries import dashboard_queries, variable_queries
 
 FAST_TRADER = "a_long_tp1_sl1"  # at market, TP/SL 1 %: opens and closes within minutes of market time
 CANCELLING_TRADER = "c_limit_sched"  # limit orders 0.3 % away: most time out (reason "timeout")
@@ -56,6 +56,11 @@ ALERTS_WITHOUT_RUNNER_INPUT = {
 }
 #: Alerts that must be silent while runners tick without errors.
 MUST_NOT_FIRE = ("BacktestKitRunnerNotTicking", "BacktestKitTickErrorRatioHigh")
+#: The target labels the chart's PodMonitor adds to a runner's series (namespace, LiveTrader name).
+TARGET_LABELS = {
+    FAST_TRADER: {"namespace": "trading-a", "livetrader": "fast"},
+    CANCELLING_TRADER: {"namespace": "trading-b", "livetrader": "cancelling"},
+}
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScrapedRun]:
                 trader.start()
             for trader in traders.values():
                 trader.wait_ready()
-            prom = Prometheus(binary, workdir, *(t.port for t in traders.values()))
+            labels = {t.port: TARGET_LABELS[name] for name, t in traders.items()}
+            prom = Prometheus(binary, workdir, *(t.port for t in traders.values()), labels=labels)
             wait_for("Prometheus to be ready", prom.ready, timeout=20, every=0.2)
             start = time.time()
             _wait_for_enough_samples(prom)
@@ -183,8 +189,8 @@ def _operator_only(expr: str) -> bool:
     return all(name.startswith(OPERATOR_METRIC_PREFIX) for name in promql_metric_names(expr))
 
 
-def _runner_targets(strategy: str = ".*") -> list[tuple[str, str]]:
-    queries = dashboard_queries(strategy=strategy, rate_interval=RATE_INTERVAL)
+def _runner_targets(**variables: str) -> list[tuple[str, str]]:
+    queries = dashboard_queries(**variables, rate_interval=RATE_INTERVAL)
     return [(title, expr) for title, expr in queries if not _operator_only(expr)]
 
 
@@ -237,6 +243,57 @@ class TestEveryDashboardPanelShowsData:
             assert body["status"] == "success", (title, body)
             strategies = {s["metric"].get("strategy") for s in body["data"]["result"]}
             assert strategies <= {FAST_TRADER}, (title, expr, strategies)
+
+    @pytest.mark.parametrize(("variable", "label"), [("namespace", "namespace"), ("trader", "livetrader")])
+    def test_the_namespace_and_trader_variables_narrow_every_runner_panel_to_one_trader(
+        self, run: ScrapedRun, variable: str, label: str
+    ) -> None:
+        wanted = TARGET_LABELS[FAST_TRADER][label]
+        with_data = set()
+        for title, expr in _runner_targets(**{variable: wanted}):
+            body = run.query_range(expr)
+            assert body["status"] == "success", (title, body)
+            seen = {s["metric"].get(label) for s in body["data"]["result"]}
+            strategies = {s["metric"].get("strategy") for s in body["data"]["result"]}
+            assert seen <= {wanted} and strategies <= {FAST_TRADER}, (title, expr, seen, strategies)
+            if _finite_points(body):
+                with_data.add(title)
+        # every panel but the cancellations one: the fast trader trades at market and never cancels
+        titles = {title for title, _ in _runner_targets()}
+        assert with_data == titles - {"Signals cancelled by reason"}, titles - with_data
+
+    def test_each_variable_offers_the_values_the_runners_series_carry(self, run: ScrapedRun) -> None:
+        offered = {}
+        for name, selector, label in variable_queries(namespace="trading-a"):
+            body = run.api(f"label/{label}/values", **{"match[]": selector})
+            assert body["status"] == "success", (name, body)
+            offered[name] = set(body["data"])
+        assert offered["namespace"] == {"trading-a", "trading-b"}
+        assert offered["trader"] == {"fast"}  # narrowed by the namespace chosen
+        assert offered["symbol"] == {"BTCUSDT"}
+        assert offered["strategy"] == {FAST_TRADER}
+
+    def test_the_last_tick_age_of_a_replaying_runner_is_seconds_not_the_distance_to_its_replay(
+        self, run: ScrapedRun
+    ) -> None:
+        (expr,) = [expr for title, expr in _runner_targets() if title.startswith("Last tick age")]
+        series = run.query_range(expr)["data"]["result"]
+        assert {s["metric"]["strategy"] for s in series} == {FAST_TRADER, CANCELLING_TRADER}
+        worst = max(float(v) for s in series for _, v in s["values"])
+        assert 0 <= worst < 30, worst
+        # what the panel used to show: the distance between now and the replayed clock, years
+        assert _number(run.prometheus, "min(time() - backtest_kit_last_tick_timestamp_seconds)") > 86_400
+
+    def test_the_position_and_unrealised_pnl_panels_follow_the_open_signals(self, run: ScrapedRun) -> None:
+        fast = {"trader": TARGET_LABELS[FAST_TRADER]["livetrader"]}
+        by_title = {title: expr for title, expr in _runner_targets(**fast)}
+        positions = run.query_range(by_title["Open position per trader"])["data"]["result"]
+        values = {float(v) for s in positions for _, v in s["values"]}
+        assert values <= {0.0, 1.0, -1.0} and 1.0 in values, values  # the fast trader goes long
+        unrealised = run.query_range(by_title["Unrealised PnL per trader"])["data"]["result"]
+        moves = {float(v) for s in unrealised for _, v in s["values"]}
+        assert any(v != 0 for v in moves), moves  # it moves while a signal is open
+        assert all(abs(v) < 5 for v in moves), moves  # TP/SL 1 %: an open position never strays far
 
     def test_the_signal_panels_count_what_the_runners_report(self, run: ScrapedRun) -> None:
         prom = run.prometheus

@@ -79,8 +79,44 @@ def test_the_immutable_fields_are_guarded_by_transition_rules() -> None:
         assert "self == oldSelf" not in [r["rule"] for r in spec[field].get("x-kubernetes-validations", [])]
 
 
-@pytest.mark.parametrize("sample", sorted((CRDS / "samples").glob("*.yaml")), ids=lambda p: p.name)
+#: The LiveTrader and Walker samples (the others are what they need, e.g. a strategy ConfigMap).
+CUSTOM_SAMPLES = sorted(
+    p
+    for p in (CRDS / "samples").glob("*.yaml")
+    if str(yaml.safe_load(p.read_text()).get("apiVersion", "")).startswith("backtestkit.dev/")
+)
+
+
+@pytest.mark.parametrize("sample", CUSTOM_SAMPLES, ids=lambda p: p.name)
 def test_every_sample_is_a_valid_spec(sample: Path) -> None:
     body = yaml.safe_load(sample.read_text())
     parse = parse_trader_spec if body["kind"] == "LiveTrader" else parse_walker_spec
     parse(body["spec"])
+
+
+def undescribed(schema: dict[str, Any], path: str = "") -> Iterator[str]:
+    """The path of every property below ``schema`` (nested objects and list items too) without a
+    description, which ``kubectl explain`` would show empty."""
+    for name, child in (schema.get("properties") or {}).items():
+        where = f"{path}.{name}"
+        if not str(child.get("description") or "").strip():
+            yield where
+        yield from undescribed(child, where)
+    if isinstance(schema.get("items"), dict):
+        yield from undescribed(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from undescribed(schema["additionalProperties"], f"{path}{{}}")
+
+
+def test_the_description_walk_finds_a_nested_property_without_one() -> None:
+    schema = {"properties": {"a": {"description": "x", "items": {"properties": {"b": {"type": "string"}}}}}}
+    assert list(undescribed(schema)) == [".a[].b"]
+
+
+@pytest.mark.parametrize("plural", ["livetraders", "walkers"])
+def test_kubectl_explain_has_a_description_for_every_field(plural: str) -> None:
+    root = version(plural)["schema"]["openAPIV3Schema"]
+    assert root.get("description")
+    missing = list(undescribed(root))
+    assert missing == [], f"{plural}: fields without a description: {missing}"
+    assert {"spec", "status"} <= set(root["properties"])

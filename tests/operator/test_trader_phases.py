@@ -7,7 +7,9 @@ from typing import Any
 
 from operator_samples import SIGNAL, pod, runner_status, trader
 
-from backtest_kit_operator.phases import Action, Observation, plan_deletion, plan_trader
+from backtest_kit.candles import iso
+from backtest_kit.signals import SignalRow
+from backtest_kit_operator.phases import Action, Observation, plan_deletion, plan_trader, signal_summary
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -48,7 +50,7 @@ def test_a_running_runner_reports_its_phase_signal_counts_and_pnl() -> None:
     assert plan.actions == ()
     assert status["phase"] == "Running"
     assert status["openSignal"] == SIGNAL
-    assert status["openSignalSummary"] == "long@42000.5 (sig-1)"
+    assert status["openSignalSummary"] == "long@42000.5 1h"  # opened 00:00, the runner's clock at 01:00
     assert status["signalsOpened"] == 2
     assert status["realizedPnlPercentage"] == 1.25
     assert condition(status, "Ready")["status"] == "True"
@@ -306,6 +308,82 @@ def test_a_runner_that_answers_again_after_refusing_its_configuration_is_drained
     assert not plan.finished
     plan = plan_trader(observe(pod=recovered, runner_status=runner_status("running", SIGNAL)))
     assert plan.status["phase"] == "Running"
+
+
+OPENED_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def engine_signal(position: str = "long", price: float = 123.456, pending_at: int = OPENED_MS) -> Any:
+    """An open signal exactly as the runner's ``GET /status`` serves it (the engine's own JSON)."""
+    return SignalRow(
+        id="0f3c9a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f",
+        symbol="SYNUSDT",
+        strategy_name="sma-cross",
+        exchange_name="synthetic",
+        position=position,
+        price_open=price,
+        price_take_profit=price * 1.02,
+        price_stop_loss=price * 0.99,
+        minute_estimated_time=1440,
+        scheduled_at=OPENED_MS,
+        pending_at=pending_at,
+    ).to_json()
+
+
+class TestSignalSummary:
+    def test_it_shows_position_entry_price_with_two_decimals_and_the_age_on_the_traders_clock(self) -> None:
+        clock = iso(OPENED_MS + 2 * 3_600_000 + 59 * 60_000)  # the runner's lastTickAt, e.g. ...02:59:00.000Z
+        assert signal_summary(engine_signal(), clock) == "long@123.46 2h"
+
+    def test_the_age_reads_minutes_hours_then_days(self) -> None:
+        for elapsed_ms, age in (
+            (0, "0m"),
+            (45 * 60_000, "45m"),
+            (60 * 60_000, "1h"),
+            (3 * 86_400_000 + 5, "3d"),
+        ):
+            assert signal_summary(engine_signal("short"), iso(OPENED_MS + elapsed_ms)).endswith(f" {age}"), (
+                age
+            )
+
+    def test_a_replay_measures_the_age_on_its_simulated_clock_not_on_the_wall_clock(self) -> None:
+        wall = datetime(2026, 6, 1, tzinfo=UTC)
+        replay_clock = iso(OPENED_MS + 30 * 60_000)
+        assert signal_summary(engine_signal(), replay_clock, wall) == "long@123.46 30m"
+
+    def test_without_a_clock_from_the_trader_the_age_is_measured_on_now(self) -> None:
+        now = datetime(2024, 1, 2, 6, 0, tzinfo=UTC)
+        assert signal_summary(engine_signal(price=42000.5), None, now) == "long@42000.5 1d"
+
+    def test_prices_from_one_up_have_at_most_two_decimals_and_small_prices_keep_four_digits(self) -> None:
+        clock = iso(OPENED_MS)
+        assert signal_summary(engine_signal(price=42000.0), clock) == "long@42000 0m"
+        assert signal_summary(engine_signal(price=1.005), clock).startswith("long@1 ")
+        assert signal_summary(engine_signal(price=0.00012345), clock).startswith("long@0.0001234")
+        assert signal_summary(engine_signal(price=0.5), clock).startswith("long@0.5 ")
+
+    def test_a_signal_not_yet_active_has_no_age_and_no_signal_shows_nothing(self) -> None:
+        assert signal_summary(engine_signal(pending_at=0), iso(OPENED_MS)) == "long@123.46"
+        assert signal_summary(None, iso(OPENED_MS)) == ""
+
+    def test_a_clock_before_the_opening_never_shows_a_negative_age(self) -> None:
+        assert signal_summary(engine_signal(), iso(OPENED_MS - 120_000)) == "long@123.46 0m"
+
+    def test_the_column_stays_narrow(self) -> None:
+        longest = signal_summary(engine_signal("short", price=123456.789), iso(OPENED_MS + 400 * 86_400_000))
+        assert longest == "short@123456.79 400d"
+        assert len(longest) <= 24
+
+    def test_a_draining_trader_ages_its_signal_on_the_last_clock_it_published(self) -> None:
+        body = trader()
+        body["status"] = {"phase": "Draining", "lastTickAt": iso(OPENED_MS + 5 * 3_600_000)}
+        body["metadata"]["deletionTimestamp"] = "2024-05-01T11:00:00Z"
+        plan = plan_deletion(
+            observe(
+                trader=body, pod=pod("Succeeded"), inspection={"open": engine_signal(), "scheduled": None}
+            )
+        )
+        assert plan.status["openSignalSummary"] == "long@123.46 5h"
 
 
 def test_a_runner_that_refused_its_configuration_but_runs_again_is_not_released_on_a_flat_volume() -> None:

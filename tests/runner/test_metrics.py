@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from backtest_kit.config import EngineConfig
+from backtest_kit.signals import ActiveResult, OpenedResult
 from backtest_kit_runner.metrics import RunnerMetrics
 
 from . import events as ev
@@ -21,7 +24,9 @@ CONTRACT = {
     "backtest_kit_signals_cancelled": ("counter", {"reason"}),
     "backtest_kit_open_position": ("gauge", {"side"}),
     "backtest_kit_realized_pnl_percent": ("gauge", set()),
+    "backtest_kit_unrealized_pnl_percent": ("gauge", set()),
     "backtest_kit_last_tick_timestamp_seconds": ("gauge", set()),
+    "backtest_kit_last_tick_wall_timestamp_seconds": ("gauge", set()),
     "backtest_kit_exchange_request_duration_seconds": ("histogram", {"interval"}),
     "backtest_kit_exchange_request_errors": ("counter", set()),
     "backtest_kit_runner_draining": ("gauge", set()),
@@ -118,6 +123,51 @@ class TestTickResults:
         assert value(m, "backtest_kit_realized_pnl_percent") == -0.75
 
 
+def at_price(kind: type[ActiveResult] | type[OpenedResult], position: str, price: float) -> ActiveResult:
+    return kind(**ev.base(ev.T0 + 60_000, price=price), signal=ev.row(position))  # type: ignore[return-value]
+
+
+class TestUnrealizedPnl:
+    """Entry 100 (the events' signal), default engine costs: slippage 0.1 %, fee 0.1 % per side."""
+
+    def test_an_open_long_shows_what_it_would_close_with_at_the_tick_price_after_costs(self) -> None:
+        m = recorder()
+        m.record_tick_result(at_price(ActiveResult, "long", 101.0))
+        entry, exit_ = 100.0 * 1.001, 101.0 * 0.999
+        expected = (exit_ - entry) / entry * 100 - 0.1 * (1 + exit_ / entry)
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == pytest.approx(expected)
+        assert 0.59 < expected < 0.60
+
+    def test_an_open_short_gains_when_the_price_falls(self) -> None:
+        m = recorder()
+        m.record_tick_result(at_price(OpenedResult, "short", 99.0))
+        entry, exit_ = 100.0 * 0.999, 99.0 * 1.001
+        expected = (entry - exit_) / entry * 100 - 0.1 * (1 + exit_ / entry)
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == pytest.approx(expected)
+
+    def test_the_engine_configuration_supplies_fee_and_slippage(self) -> None:
+        free = EngineConfig(percent_fee=0, percent_slippage=0)
+        m = RunnerMetrics(symbol=ev.SYMBOL, strategy=ev.STRATEGY, exchange=ev.EXCHANGE, config=lambda: free)
+        m.record_tick_result(at_price(ActiveResult, "long", 98.0))
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == pytest.approx(-2.0)
+
+    def test_it_is_zero_while_flat_and_again_once_the_position_closed(self) -> None:
+        m = recorder()
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == 0
+        m.record_tick_result(at_price(ActiveResult, "long", 103.0))
+        assert value(m, "backtest_kit_unrealized_pnl_percent") > 2
+        m.record_tick_result(ev.closed("take_profit", 2.6))
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == 0
+        m.record_tick_result(at_price(ActiveResult, "long", 103.0))
+        m.record_tick_result(ev.idle())
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == 0
+
+    def test_a_scheduled_signal_is_not_a_position(self) -> None:
+        m = recorder()
+        m.record_tick_result(ev.scheduled())
+        assert value(m, "backtest_kit_unrealized_pnl_percent") == 0
+
+
 class TestTimingsAndErrors:
     def test_each_live_tick_timing_counts_one_tick_and_sets_the_clock_time(self) -> None:
         m = recorder()
@@ -125,6 +175,18 @@ class TestTimingsAndErrors:
         m.record_performance(ev.live_tick(0.001, when=ev.T0 + 60_000))
         assert value(m, "backtest_kit_live_ticks_total") == 2
         assert value(m, "backtest_kit_last_tick_timestamp_seconds") == (ev.T0 + 60_000) / 1000
+
+    def test_a_replayed_tick_also_records_the_wall_clock_time_it_completed_at(self) -> None:
+        wall = iter([1_780_000_000.5, 1_780_000_001.25])
+        m = RunnerMetrics(
+            symbol=ev.SYMBOL, strategy=ev.STRATEGY, exchange=ev.EXCHANGE, wall_clock=lambda: next(wall)
+        )
+        m.record_performance(ev.live_tick(0.001))  # the simulated clock says 2024-01-01
+        m.record_performance(ev.live_tick(0.001, when=ev.T0 + 60_000))
+        assert value(m, "backtest_kit_last_tick_timestamp_seconds") == (ev.T0 + 60_000) / 1000
+        assert value(m, "backtest_kit_last_tick_wall_timestamp_seconds") == 1_780_000_001.25
+        m.record_performance(ev.live_tick(5.0, metric="backtest_total"))
+        assert value(m, "backtest_kit_last_tick_wall_timestamp_seconds") == 1_780_000_001.25
 
     def test_live_tick_performance_events_fill_the_histogram(self) -> None:
         m = recorder()

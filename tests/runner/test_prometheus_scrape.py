@@ -32,8 +32,16 @@ def prometheus_binary() -> str:
 
 
 class Prometheus:
-    def __init__(self, binary: str, workdir: Path, *target_ports: int) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, *target_ports: int, labels: dict[int, dict[str, str]] | None = None
+    ) -> None:
+        """Scrape ``target_ports`` every second; ``labels`` adds target labels by port (the way the
+        chart's PodMonitor adds ``namespace`` and ``livetrader``)."""
         self.port = free_port()
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": (labels or {}).get(port, {})}
+            for port in target_ports
+        ]
         config = workdir / "prometheus.yml"
         config.write_text(
             json.dumps(  # JSON is YAML
@@ -42,7 +50,7 @@ class Prometheus:
                     "scrape_configs": [
                         {
                             "job_name": "runner",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in target_ports]}],
+                            "static_configs": targets,
                         }
                     ],
                 }
