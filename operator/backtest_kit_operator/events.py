@@ -3,8 +3,8 @@
 A status only says how things are now; an operator that is silent between two states leaves
 nobody able to tell when a signal opened, when a drain began, or why a deletion is stuck. This
 module compares the status before and after one reconciliation and names the Events to post
-(phase changes, signal opened/closed, drain started/finished, blocked deletion, refused image,
-quarantined state, permission refused). It is pure, so every rule is unit-tested; the handlers
+(phase changes, signal opened/closed, paused/resumed, drain started/finished, blocked deletion,
+refused image, quarantined state, permission refused). It is pure, so every rule is unit-tested; the handlers
 post what it returns with kopf, on the LiveTrader or Walker itself.
 """
 
@@ -55,6 +55,16 @@ def _signal_events(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     return out
 
 
+def _pause_events(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Event]:
+    """``Paused``/``Resumed`` when the runner's reported ``paused`` changes (a first ``false`` is none)."""
+    old, new = before.get("paused"), after.get("paused")
+    if new is True and old is not True:
+        return [("Normal", "Paused", "the runner opens no new signal until resumed (spec.paused)")]
+    if new is False and old is True:
+        return [("Normal", "Resumed", "the runner may open new signals again")]
+    return []
+
+
 def _condition_events(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Event]:
     old, new = _conditions(before), _conditions(after)
     out: list[Event] = []
@@ -91,6 +101,7 @@ def status_events(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[E
             )
         )
     out.extend(_signal_events(before, after))
+    out.extend(_pause_events(before, after))
     out.extend(_condition_events(before, after))
     seen: set[tuple[str, str]] = set()
     unique: list[Event] = []

@@ -27,6 +27,8 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/drain"
 ABANDON_DRAIN_ANNOTATION = f"{GROUP}/abandon-drain"
+CLOSE_POSITION_ANNOTATION = f"{GROUP}/close-position"
+"""Any new value asks the runner once to close the open position (``POST /close``)."""
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 TRADER_LABEL = f"{GROUP}/livetrader"
 WALKER_LABEL = f"{GROUP}/walker"
@@ -172,15 +174,21 @@ def _iso(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
 
 
+#: Spec fields applied to a running runner over its HTTP API, not baked into the pod.
+RUNTIME_FIELDS: set[str] = {"paused"}
+
+
 def runner_spec_hash(spec: LiveTraderSpec, settings: OperatorSettings) -> str:
     """Hash of every spec field baked into the runner pod (strategy, replay, runner, default image).
 
     A pod whose ``spec-hash`` annotation differs runs an outdated spec and is replaced once no
     signal is open. Immutable fields (symbol, exchange, storage) are included too, harmlessly.
+    ``paused`` is not: the operator applies it over the runner's HTTP API, so toggling it never
+    restarts the pod.
     """
     image, pull = _image(spec.runner, settings)
     relevant = {
-        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=RUNTIME_FIELDS),
         "image": image,
         "pull": pull,
     }

@@ -142,6 +142,9 @@ class LiveTraderSpec(SpecModel):
     replay: Replay | None = None
     storage: Storage = Storage.model_validate({})
     runner: Runner = Runner.model_validate({})
+    paused: bool = False
+    """No new signal opens while true (an open one is still watched); applied over the runner's
+    HTTP API, never by replacing the pod, so it is not part of the pod's spec hash."""
 
 
 class Frame(SpecModel):

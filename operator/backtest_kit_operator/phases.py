@@ -635,7 +635,8 @@ def _close_request(obs: Observation) -> tuple[Action | None, dict[str, Any] | No
         return None, None, ("", "", "")
     runner = obs.runner_status or {}
     kind = "open" if runner.get("openSignal") else "scheduled" if runner.get("scheduledSignal") else ""
-    ack: dict[str, Any] = {"value": value, "acknowledgedAt": utc_timestamp(obs.now)}
+    # signalId always set: a merge patch would keep the one of an earlier acknowledgement otherwise
+    ack: dict[str, Any] = {"value": value, "acknowledgedAt": utc_timestamp(obs.now), "signalId": None}
     asked = f"{CLOSE_POSITION_ANNOTATION}={value}"
     if not kind:
         ack["outcome"] = "NothingOpen"

@@ -1,4 +1,5 @@
-"""HTTP client of one runner's API (``GET /status``, ``POST /stop``), as defined in CONTRACTS.md.
+"""HTTP client of one runner's API (``GET /status``, ``POST /stop`` and the other manual controls),
+as defined in CONTRACTS.md.
 
 The runner is the source of truth about signals: only it knows whether a position is open. The
 operator reads it over plain HTTP from the pod address (pod IP and port 8080, or the port a pod
@@ -9,7 +10,7 @@ failure becomes :class:`RunnerUnreachable`, chained to its cause, so callers dec
 A runner is not trusted to be well behaved: one operator serves every trader, so a single runner
 answering ``/status`` with hundreds of megabytes, or never finishing its answer, must not take it
 down. Every answer is read up to a small limit (:class:`RunnerMisbehaving` beyond it) within the
-request timeout. ``POST /stop`` carries the trader's control token (``Authorization: Bearer``).
+request timeout. The ``POST`` controls carry the trader's control token (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class RunnerUnauthorized(RunnerUnreachable):
 
 
 DEFAULT_LIMIT = 256 * 1024
+CONTROL_ENDPOINTS = frozenset({"stop", "pause", "resume", "close"})
 
 
 async def _bounded_body(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
@@ -112,7 +114,14 @@ class RunnerClient:
 
     async def stop(self, address: str, token: str | None = None) -> None:
         """``POST /stop``: ask the runner to drain (idempotent on the runner's side)."""
-        url = f"http://{address}/stop"
+        await self.control(address, "stop", token)
+
+    async def control(self, address: str, endpoint: str, token: str | None = None) -> dict[str, Any]:
+        """``POST /<endpoint>`` (``stop``, ``pause``, ``resume``, ``close``); the runner's status
+        after it (``{}`` when the answer is not a JSON object). Each is idempotent on its side."""
+        if endpoint not in CONTROL_ENDPOINTS:
+            raise ValueError(f"unknown runner control {endpoint!r}")
+        url = f"http://{address}/{endpoint}"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with self._client().post(url, headers=headers) as response:
@@ -120,5 +129,11 @@ class RunnerClient:
                     body = (await response.content.read(200)).decode(errors="replace")
                     kind = RunnerUnauthorized if response.status in (401, 403) else RunnerUnreachable
                     raise kind(f"POST {url} answered {response.status}: {body}")
+                raw = await _bounded_body(response, url, self._limit)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RunnerUnreachable(f"POST {url} failed: {exc.__class__.__name__}: {exc}") from exc
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            return {}
+        return document if isinstance(document, dict) else {}

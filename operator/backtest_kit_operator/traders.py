@@ -17,6 +17,7 @@ from typing import Any
 
 from .manifests import (
     ABANDON_DRAIN_ANNOTATION,
+    CLOSE_POSITION_ANNOTATION,
     INSPECTED_RUNNER_ANNOTATION,
     build_control_secret,
     build_inspection_pod,
@@ -39,6 +40,7 @@ from .phases import (
     plan_trader,
     pod_phase,
     pod_terminating,
+    without_failed,
 )
 from .runnerclient import RunnerUnauthorized, RunnerUnreachable, runner_address
 from .services import Services
@@ -54,6 +56,13 @@ DRAIN_WAIT_MARK = "drain in progress: "
 def abandon_requested(trader: Mapping[str, Any]) -> bool:
     annotations = (trader.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(ABANDON_DRAIN_ANNOTATION, "")).strip().lower() == "true"
+
+
+def close_request(trader: Mapping[str, Any]) -> str | None:
+    """The close-position annotation's value (None when unset or blank)."""
+    annotations = (trader.get("metadata") or {}).get("annotations") or {}
+    value = str(annotations.get(CLOSE_POSITION_ANNOTATION) or "").strip()
+    return value or None
 
 
 def refused_image(spec: LiveTraderSpec, svc: Services) -> str | None:
@@ -124,6 +133,8 @@ async def observe(
         inspection_pod=inspect_pod,
         inspection_error=inspection_error,
         image_refused=refused_image(spec, svc),
+        paused=spec.paused,
+        close_request=close_request(trader),
     )
 
 
@@ -145,20 +156,39 @@ async def control_token(svc: Services, trader: Mapping[str, Any], *, create: boo
     return token
 
 
-async def _stop_runner(svc: Services, trader: Mapping[str, Any], pod: Mapping[str, Any]) -> None:
+#: The runner's HTTP control behind each action, and what the log says it asked for.
+RUNNER_CONTROLS = {
+    Action.STOP_RUNNER: ("stop", "drain"),
+    Action.PAUSE_RUNNER: ("pause", "pause"),
+    Action.RESUME_RUNNER: ("resume", "resume"),
+    Action.CLOSE_POSITION: ("close", "close its position"),
+}
+
+
+async def _control_runner(
+    svc: Services, trader: Mapping[str, Any], pod: Mapping[str, Any], action: Action
+) -> bool:
+    """Send ``action``'s ``POST`` to the runner; False when it did not take it (retried next pass)."""
     meta = trader["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    endpoint, verb = RUNNER_CONTROLS[action]
     address = runner_address(pod, svc.settings)
     if address is None:
-        return
+        return False
     try:
-        await svc.runners.stop(address, await control_token(svc, trader, create=False))
-        log.info("asked runner %s/%s to drain", namespace, name)
+        token = await control_token(svc, trader, create=False)
+        if action is Action.STOP_RUNNER:
+            await svc.runners.stop(address, token)
+        else:
+            await svc.runners.control(address, endpoint, token)
+        log.info("asked runner %s/%s to %s", namespace, name, verb)
+        return True
     except RunnerUnauthorized as exc:
         svc.tokens.pop((namespace, name, str(meta.get("uid") or "")), None)
         log.warning("runner %s/%s refused the control token (re-reading it): %s", namespace, name, exc)
     except RunnerUnreachable as exc:
-        log.warning("could not ask runner %s/%s to drain (retrying later): %s", namespace, name, exc)
+        log.warning("could not ask runner %s/%s to %s (retrying later): %s", namespace, name, verb, exc)
+    return False
 
 
 async def _create_runner(svc: Services, trader: Mapping[str, Any], *, drain: bool) -> None:
@@ -175,19 +205,25 @@ async def _create_runner(svc: Services, trader: Mapping[str, Any], *, drain: boo
         log.info("runner pod %s/%s already exists; not creating a second one", namespace, name)
 
 
-async def execute(svc: Services, trader: Mapping[str, Any], obs: Observation, plan: Plan) -> None:
-    """Perform the plan's actions in order; cluster errors propagate to the handler."""
+async def execute(
+    svc: Services, trader: Mapping[str, Any], obs: Observation, plan: Plan
+) -> frozenset[Action]:
+    """Perform the plan's actions in order; returns the runner controls the runner did not take.
+
+    Cluster errors propagate to the handler."""
     meta = trader["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    failed: set[Action] = set()
     for action in plan.actions:
-        if action is Action.CREATE_POD:
+        if action in RUNNER_CONTROLS:
+            if obs.pod is None or not await _control_runner(svc, trader, obs.pod, action):
+                failed.add(action)
+        elif action is Action.CREATE_POD:
             await _create_runner(svc, trader, drain=obs.deleting)
         elif action is Action.DELETE_POD and obs.pod is not None:
             uid = (obs.pod.get("metadata") or {}).get("uid")
             await svc.cluster.delete_pod(namespace, runner_pod_name(name), uid=uid)
             log.info("deleting runner pod %s/%s (%s)", namespace, runner_pod_name(name), pod_phase(obs.pod))
-        elif action is Action.STOP_RUNNER and obs.pod is not None:
-            await _stop_runner(svc, trader, obs.pod)
         elif action is Action.CREATE_INSPECTION:
             if await svc.cluster.create_pod(build_inspection_pod(trader, svc.settings, runner_pod=obs.pod)):
                 log.info(
@@ -202,6 +238,7 @@ async def execute(svc: Services, trader: Mapping[str, Any], obs: Observation, pl
         elif action is Action.RELEASE_PVC:
             await svc.cluster.release_pvc(namespace, state_pvc_name(name))
             log.warning("kept PVC %s/%s: it may hold an abandoned position", namespace, state_pvc_name(name))
+    return frozenset(failed)
 
 
 async def reconcile(svc: Services, trader: Mapping[str, Any], *, deleting: bool = False) -> Plan:
@@ -215,8 +252,8 @@ async def reconcile(svc: Services, trader: Mapping[str, Any], *, deleting: bool 
     async with svc.lock(KIND, meta["namespace"], meta["name"]):
         obs = await observe(svc, trader, spec, deleting=deleting)
         plan = plan_deletion(obs) if deleting else plan_trader(obs)
-        await execute(svc, trader, obs, plan)
-        return plan
+        failed = await execute(svc, trader, obs, plan)
+        return without_failed(obs, plan, failed)
 
 
 def drain_seconds(status: Mapping[str, Any]) -> float | None:

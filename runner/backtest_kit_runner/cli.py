@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from backtest_kit.errors import BacktestKitError, ConfigurationError
 
 from .options import (
+    CONTROL_COMMAND,
     DATA_COMMAND,
     RUN_ALIAS,
     BacktestOptions,
@@ -126,6 +127,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         from .data import main as data_main
 
         return data_main(args[1:])
+    if args[:1] == [CONTROL_COMMAND]:  # talks to a running runner's HTTP API: its own parser too
+        from .control import main as control_main
+
+        return control_main(args[1:])
     parsed = _parse(args, os.environ if environ is None else environ)
     if isinstance(parsed, int):
         return parsed

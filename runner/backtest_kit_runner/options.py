@@ -521,6 +521,8 @@ DEFAULT_COMMAND = TraderOptions.COMMAND
 RUN_ALIAS = "run"
 #: ``data download ...`` has its own parser (:mod:`.data`): it runs no strategy.
 DATA_COMMAND = "data"
+#: ``control pause|resume|close|stop|status`` has its own parser (:mod:`.control`): it runs no strategy.
+CONTROL_COMMAND = "control"
 
 
 # -- the command line ---------------------------------------------------------------------------------
@@ -565,7 +567,7 @@ def build_parser(prog: str = "backtest-kit") -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="{backtest,live,walker,walker-task,data,run}")
+    sub = parser.add_subparsers(dest="command", metavar="{backtest,live,walker,walker-task,data,control,run}")
     for name, cls in COMMANDS.items():
         doc = (cls.__doc__ or "").strip().replace("``", "'")
         summary = doc.splitlines()[0].partition(": ")[2] or doc  # the docstring says "'name': what"
@@ -575,6 +577,11 @@ def build_parser(prog: str = "backtest-kit") -> argparse.ArgumentParser:
     sub.add_parser(
         DATA_COMMAND,
         help="'data download': fill a local Parquet cache of exchange candles (see 'data download --help')",
+    )
+    sub.add_parser(
+        CONTROL_COMMAND,
+        help="'control pause|resume|close|stop|status --url URL': drive a running live runner "
+        "(see 'control --help')",
     )
     sub.add_parser(RUN_ALIAS, help=f"'{RUN_ALIAS} X' is the same as 'X'; '{RUN_ALIAS}' alone is live")
     return parser
