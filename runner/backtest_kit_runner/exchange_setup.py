@@ -82,6 +82,9 @@ class PreparedExchange:
 
     name: str
     close: Callable[[], Awaitable[None]] | None = None
+    #: The longest a healthy request may keep the tick silent: one attempt, its backoff, a
+    #: rate-limit wait (the liveness window never gets shorter than this).
+    silence_s: float = 0.0
 
     async def aclose(self) -> None:
         if self.close is not None:
@@ -106,7 +109,7 @@ def timed(get_candles: GetCandles, on_request: OnRequest) -> GetCandles:
 
 #: ``--exchange-options`` keys each kind understands (camelCase, as the LiveTrader spec writes them).
 SETTINGS: dict[str, frozenset[str]] = {
-    BINANCE: frozenset({"baseUrl", "requestTimeout", "maxRetries"}),
+    BINANCE: frozenset({"baseUrl", "requestTimeout", "maxRetries", "maxRetryAfter"}),
     CSV: frozenset({"path"}),
     CCXT: frozenset({"maxRetries"}),
     "registered": frozenset(),
@@ -135,13 +138,30 @@ def _number(settings: Mapping[str, object], key: str, kind: type[int] | type[flo
         ) from None
 
 
-_SNAKE = {"requestTimeout": "request_timeout", "maxRetries": "max_retries"}
+_SNAKE = {
+    "requestTimeout": "request_timeout",
+    "maxRetries": "max_retries",
+    "maxRetryAfter": "max_retry_after",
+}
+
+#: A rate limit asking the runner to wait longer than this fails the tick at once (it is retried
+#: next minute, and nobody sends until the limit is over) instead of keeping it silent.
+RUNNER_MAX_RETRY_AFTER_S = 20.0
+
+
+def binance_silence_s(adapter: BinanceKlinesExchange) -> float:
+    """The longest an adapter call goes without reporting an attempt (see ``PreparedExchange``)."""
+    retries = adapter.max_retries
+    backoff = min(adapter.backoff_max, adapter.backoff_base * 2.0 ** (retries - 1)) if retries else 0.0
+    return max(adapter.request_timeout + backoff, adapter.max_retry_after)
 
 
 def _binance(spec: ExchangeSpec, settings: Mapping[str, object], on_request: OnRequest | None) -> Any:
     kwargs: dict[str, Any] = {
+        "max_retry_after": RUNNER_MAX_RETRY_AFTER_S,
         **_number(settings, "requestTimeout", float),
         **_number(settings, "maxRetries", int),
+        **_number(settings, "maxRetryAfter", float),
     }
     base_url = str(settings.get("baseUrl") or spec.argument or "")
     if base_url:
@@ -169,7 +189,7 @@ def prepare_exchange(
     if spec.kind == BINANCE:
         binance = _binance(spec, settings, on_request)
         register(spec.name, get_candles=binance.get_candles, replace=True)
-        return PreparedExchange(spec.name, binance.close)
+        return PreparedExchange(spec.name, binance.close, silence_s=binance_silence_s(binance))
     if spec.kind == CCXT:
         ccxt = CcxtExchange(
             spec.argument or "", on_request=on_request, **_number(settings, "maxRetries", int)

@@ -13,15 +13,26 @@ person running the runner on a laptop) they are served to loopback clients only 
 
 The app only knows a :class:`TraderControl`, so it is served (and tested) the same way whether a
 real engine trader or anything else with that shape stands behind it.
+
+:class:`ApiServer` serves the app from a thread of its own with its own event loop, so a strategy
+that blocks the trader's loop (a long computation in ``get_signal``) never stalls the probes, the
+status or a scrape: the read-only endpoints call the control's synchronous methods, which must be
+safe from another thread (the trader publishes a status snapshot), and the mutating ones run the
+control's coroutines on the loop that started the server. Every connection is bounded: at most
+:data:`MAX_CONNECTIONS` at once (more are closed at once), a connection that sends no request
+within :data:`IDLE_TIMEOUT_S` is closed, a body is read within :data:`READ_TIMEOUT_S`, and a
+handler is cancelled when its client goes away.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -33,6 +44,14 @@ log = logging.getLogger("backtest_kit_runner.http")
 #: Largest body ``POST /stop`` accepts.
 MAX_BODY_BYTES = 4096
 STOP_FIELDS = frozenset({"reason"})
+#: Connections served at once; one more is closed as soon as it is accepted.
+MAX_CONNECTIONS = 64
+#: Pending connections the kernel queues for us.
+BACKLOG = 128
+#: A connection that sends no (next) request for this long is closed (also the keep-alive).
+IDLE_TIMEOUT_S = 5.0
+#: A request body must arrive within this long.
+READ_TIMEOUT_S = 5.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -178,7 +197,11 @@ async def close(request: web.Request) -> web.Response:
 async def _stop_reason(request: web.Request) -> str | None:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            raw = await request.content.read(MAX_BODY_BYTES + 1)
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {READ_TIMEOUT_S:g} s") from None
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
@@ -213,22 +236,116 @@ def build_app(control: TraderControl, *, token: str | None = None) -> web.Applic
     return app
 
 
+class _OnLoop:
+    """``control`` as seen from the API thread: its coroutines run on the trader's loop."""
+
+    def __init__(self, control: TraderControl, loop: asyncio.AbstractEventLoop) -> None:
+        self._control = control
+        self._loop = loop
+
+    def status(self) -> Mapping[str, Any]:
+        return self._control.status()
+
+    def liveness(self) -> Probe:
+        return self._control.liveness()
+
+    def readiness(self) -> Probe:
+        return self._control.readiness()
+
+    def render_metrics(self) -> tuple[bytes, str]:
+        return self._control.render_metrics()
+
+    async def _there(self, coro: Coroutine[Any, Any, None]) -> None:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def request_stop(self, reason: str | None) -> None:
+        await self._there(self._control.request_stop(reason))
+
+    async def pause(self) -> None:
+        await self._there(self._control.pause())
+
+    async def resume(self) -> None:
+        await self._there(self._control.resume())
+
+    async def close_pending(self) -> None:
+        await self._there(self._control.close_pending())
+
+
+class _BoundedSite(web.TCPSite):
+    """A TCP site that closes a connection beyond :data:`MAX_CONNECTIONS` as soon as it is accepted."""
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+
+        def protocol() -> asyncio.BaseProtocol:
+            if len(server.connections) >= MAX_CONNECTIONS:
+                log.warning("HTTP API: %d connections open, refusing one more", MAX_CONNECTIONS)
+                return _Refuse()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            protocol, self._host, self._port, backlog=BACKLOG, reuse_address=True
+        )
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class ApiServer:
-    """The app served on ``host:port`` inside the running event loop (port 0: any free port)."""
+    """The app served on ``host:port`` from its own thread and event loop (port 0: any free port).
+
+    ``start()`` is awaited on the trader's loop, which is where the control's coroutines then run.
+    """
 
     def __init__(self, control: TraderControl, *, host: str, port: int, token: str | None = None) -> None:
-        self._runner = web.AppRunner(build_app(control, token=token), access_log=None, handle_signals=False)
+        self._control = control
+        self._token = token
         self._host = host
         self._port = port
         self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        await site.start()
-        addresses = self._runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self._port
+        control = _OnLoop(self._control, asyncio.get_running_loop())
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="http-api", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        future = asyncio.run_coroutine_threadsafe(self._serve(control), loop)
+        try:
+            await asyncio.wrap_future(future)
+        except BaseException:
+            await self.close()
+            raise
         log.info("HTTP API listening on %s:%s", self._host, self.port)
 
+    async def _serve(self, control: TraderControl) -> None:
+        runner = web.AppRunner(
+            build_app(control, token=self._token),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            keepalive_timeout=IDLE_TIMEOUT_S,
+        )
+        await runner.setup()
+        self._runner = runner
+        await _BoundedSite(runner, self._host, self._port).start()
+        addresses = runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self._port
+
     async def close(self) -> None:
-        await self._runner.cleanup()
+        loop, thread, runner = self._loop, self._thread, self._runner
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = self._runner = None
+        if runner is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner.cleanup(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 5)
+        loop.close()

@@ -1,8 +1,11 @@
 """One live trader process: the engine's ``Live.run`` plus everything a pod needs around it.
 
 This is the glue the runner exists for. It validates everything before the first tick (strategy,
-parameters, exchange, state directory), wires the engine's events into the metrics, the heartbeat
-and the metrics, serves the HTTP API on the same event loop, and decides how the process ends:
+parameters, exchange, state directory), wires the engine's events into the metrics and the
+heartbeat, serves the HTTP API from a thread of its own (a strategy blocking the trader's loop
+never stalls it; ``/status`` reads the snapshot this trader publishes after every tick and
+control), runs the engine with the live budgets of :data:`LIVE_BUDGET` (so one tick's waits fit
+inside the liveness window) and decides how the process ends:
 
 * ``POST /stop`` drains: ``Live.stop`` lets the open signal close, opens nothing new, and once
   ``Live.run`` returns the process exits 0; ``--drain`` (``BACKTEST_KIT_DRAIN=1``, what the operator
@@ -12,7 +15,8 @@ and the metrics, serves the HTTP API on the same event loop, and decides how the
   again; close the open position at the next tick or cancel the scheduled one);
 * ``--until`` reached, or the engine finished: exit 0;
 * SIGTERM/SIGINT: the trader task is cancelled, nothing is drained or abandoned (state is already
-  durable), exit 143/130 (see :mod:`.termination`);
+  durable), exit 143/130, within a bounded grace even while a strategy blocks the loop (see
+  :mod:`.termination`);
 * a fatal engine error: exit 1.
 """
 
@@ -31,6 +35,7 @@ from typing import Any
 import backtest_kit
 from backtest_kit.candles import to_ms
 from backtest_kit.clock import Clock, ReplayClock, WallClock
+from backtest_kit.config import EngineConfig, merge_config
 from backtest_kit.errors import ConfigurationError, PersistenceError
 from backtest_kit.eventlog import EventLog
 from backtest_kit.persistence import FilePersistence
@@ -52,6 +57,29 @@ TICK_PERIOD_S = 60.0
 MIN_TICK_PERIOD_S = 0.001
 #: The trader's totals, as the engine keeps them in its live record (one durable record).
 TOTALS = ("signalsOpened", "signalsClosed", "signalsCancelled", "realizedPnlPercentage", "realizedPnlCost")
+#: The engine's budgets for a live run (README "Budgets"): what one tick may wait for, so that the
+#: longest silence of a healthy tick stays well inside the liveness window. A value a ``--load``
+#: module set with ``backtest_kit.set_config`` wins over these.
+LIVE_BUDGET: Mapping[str, Any] = {
+    "get_candles_retry_count": 2,
+    "get_candles_retry_delay_ms": 1000,
+    "max_signal_generation_seconds": 30.0,
+}
+#: The liveness window is at least this multiple of the longest silence a healthy tick may keep.
+SILENCE_MARGIN = 1.5
+
+
+def live_config() -> EngineConfig:
+    """The engine's configuration with :data:`LIVE_BUDGET` for every key left at its default."""
+    current, defaults = backtest_kit.get_config(), EngineConfig()
+    budget = {k: v for k, v in LIVE_BUDGET.items() if getattr(current, k) == getattr(defaults, k)}
+    return merge_config(current, budget)
+
+
+def longest_silence_s(config: EngineConfig, exchange_silence_s: float) -> float:
+    """The longest a healthy tick goes without finishing or reporting an exchange attempt."""
+    between_attempts = config.get_candles_retry_delay_ms / 1000 + exchange_silence_s
+    return max(config.max_signal_generation_seconds, between_attempts)
 
 
 def _storage_failing(exc: PersistenceError) -> bool:
@@ -91,7 +119,9 @@ class LiveTrader:
             symbol=options.symbol, strategy=options.strategy, exchange=self.exchange_name
         )
         period_s = TICK_PERIOD_S + backtest_kit.get_config().live_settle_delay_ms / 1000
-        self.heartbeat = Heartbeat(max(period_s / options.replay_speed, MIN_TICK_PERIOD_S))
+        self.tick_period_s = max(period_s / options.replay_speed, MIN_TICK_PERIOD_S)
+        self.heartbeat = Heartbeat(self.tick_period_s)
+        self.config = live_config()  # again once the --load modules ran (their set_config wins)
         self.strategy: LoadedStrategy | None = None
         self.exchange: PreparedExchange | None = None
         self.persistence: FilePersistence | None = None
@@ -102,6 +132,7 @@ class LiveTrader:
         self.finished = False
         self._tick_errors = 0
         self._unsubscribe: list[Callable[[], None]] = []
+        self._snapshot: Mapping[str, Any] = {}
 
     # -- before the first tick ------------------------------------------------------------------
 
@@ -119,12 +150,13 @@ class LiveTrader:
                 raise  # the volume is fine as configured but full or read-only: the run fails (exit 1)
             raise ConfigurationError(f"{exc}; mount a volume there or pass --state-dir") from exc
         modules = load_modules(opts.load)
+        self.config = live_config()
         self.strategy = resolve_strategy(
             opts.strategy, opts.params, modules, registered=backtest_kit.list_strategies
         )
         self.exchange = prepare_exchange(
             opts.exchange,
-            on_request=self.metrics.on_exchange_request,
+            on_request=self.on_exchange_request,
             register=backtest_kit.add_exchange,
             registered=backtest_kit.list_exchanges,
             settings=opts.exchange_options,
@@ -137,6 +169,9 @@ class LiveTrader:
                     log.error("%s", self.events.problem)
             except OSError as exc:
                 raise ConfigurationError(f"--events {opts.events}: {exc.strerror or exc}") from exc
+        silence = longest_silence_s(self.config, self.exchange.silence_s)
+        self.heartbeat = Heartbeat(self.tick_period_s, silence_s=SILENCE_MARGIN * silence)
+        self.publish()
 
     def clock(self, persistence: FilePersistence) -> Clock:
         """Wall time, or a replay whose anchor lives in the state directory (a restart continues it)."""
@@ -159,6 +194,18 @@ class LiveTrader:
             return
         self.metrics.record_tick_result(result)
 
+    def on_exchange_request(self, interval: str, duration_s: float, error: BaseException | None) -> None:
+        """Each exchange request attempt: the tick is making progress (liveness), and its timing."""
+        self.heartbeat.progress()
+        self.metrics.on_exchange_request(interval, duration_s, error)
+
+    def on_restore(self, last_result: dict[str, Any] | None) -> None:
+        """The engine restored the state: complete ``--events`` and show the restored signal."""
+        if self.events is not None:
+            self.events.append(last_result)
+        engine = self._engine_status()  # the engine marks the session running right after this
+        self.publish({**engine, "phase": "draining" if engine.get("stopRequested") else "running"})
+
     def on_performance(self, event: Any) -> None:
         """Every live tick ends with a ``live_tick`` timing, whether it failed or not."""
         if not self._ours(event) or event.backtest or event.metric != "live_tick":
@@ -171,9 +218,11 @@ class LiveTrader:
         self._tick_errors = errors
         # the engine keeps the totals in the trader's own durable record (restored on a restart)
         self.metrics.set_realized_pnl_percent(float(engine.get("realizedPnlPercentage", 0.0)))
+        self.metrics.set_frozen(bool(engine.get("frozen")))
         if self.draining and not engine.get("stopRequested", True):
             # a drain asked for before Live.run had started its session: ask again
             backtest_kit.Live.request_stop(self.options.symbol, self.options.strategy)
+        self.publish(engine)
 
     def on_error(self, error: BaseException) -> None:
         log.warning("engine error: %s", error)
@@ -199,10 +248,17 @@ class LiveTrader:
     def _engine_status(self) -> Mapping[str, Any]:
         return backtest_kit.Live.get_status(self.options.symbol, self.options.strategy)
 
+    def publish(self, engine: Mapping[str, Any] | None = None) -> None:
+        """Replace the status snapshot ``GET /status`` serves (called on the trader's loop only)."""
+        self._snapshot = self.current_status(self._engine_status() if engine is None else engine)
+
     def status(self) -> Mapping[str, Any]:
-        """``GET /status``: the engine's view of the session (totals included) and the configuration."""
+        """``GET /status``, from the HTTP thread: the snapshot last published (never half written)."""
+        return self._snapshot
+
+    def current_status(self, engine: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The engine's view of the session (totals included) and the configuration."""
         opts = self.options
-        engine = self._engine_status()
         phase = str(engine.get("phase", "idle"))
         if self.draining and phase in ("idle", "running"):
             phase = "done" if self.finished else "draining"
@@ -238,6 +294,7 @@ class LiveTrader:
         outcome = _engine_control(name)(self.options.symbol, self.options.strategy)
         if inspect.isawaitable(outcome):
             await outcome
+        self.publish()
 
     async def pause(self) -> None:
         await self._control("pause")
@@ -259,6 +316,7 @@ class LiveTrader:
             self.metrics.set_draining(True)
             log.info("drain requested%s", f": {reason}" if reason else "")
         await backtest_kit.Live.stop(self.options.symbol, self.options.strategy)
+        self.publish()
 
     def render_metrics(self) -> tuple[bytes, str]:
         return self.metrics.render(), self.metrics.content_type
@@ -279,7 +337,8 @@ class LiveTrader:
                 clock=self.live_clock,
                 persistence=self.persistence,
                 until=to_ms(opts.until) if opts.until is not None else None,
-                on_restore=events.append if events is not None else None,
+                on_restore=self.on_restore,
+                config=self.config,
             ):
                 if events is not None:
                     events.append(result.flat())
@@ -307,6 +366,7 @@ async def run_live(options: TraderOptions) -> int:
         await trader.request_stop("started in drain mode")
     server = ApiServer(trader, host=options.http_host, port=options.http_port, token=token)
     termination = Termination()
+    termination.install()  # before the HTTP thread starts: it must inherit the blocked signals
     trader.subscribe()
     try:
         try:
@@ -316,7 +376,7 @@ async def run_live(options: TraderOptions) -> int:
                 f"cannot serve the HTTP API on {options.http_host}:{options.http_port}: {exc.strerror or exc}"
             ) from exc
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(trader.trade())
-        termination.install(task)
+        termination.cancel_on_signal(task)
         try:
             await task
         except asyncio.CancelledError:
@@ -325,6 +385,7 @@ async def run_live(options: TraderOptions) -> int:
         if termination.exit_code is not None:
             return termination.exit_code
         trader.finished = True
+        trader.publish()
         log.info("live trader finished (%s)", "drained" if trader.draining else "until reached")
         return 0
     finally:

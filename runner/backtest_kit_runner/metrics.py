@@ -179,6 +179,12 @@ class RunnerMetrics:
         ).labels(**base)
         self._exchange_duration = Histogram(
             PREFIX + "exchange_request_duration_seconds",
+        self._frozen = Gauge(
+            PREFIX + "state_frozen",
+            "1 while no new signal may open: the state was quarantined or is invalid (/status frozen).",
+            BASE_LABELS,
+            registry=reg,
+        ).labels(**base)
             "Duration of one exchange adapter request, by candle interval.",
             (*BASE_LABELS, "interval"),
             buckets=EXCHANGE_BUCKETS,
@@ -193,6 +199,7 @@ class RunnerMetrics:
         self._draining = Gauge(
             PREFIX + "runner_draining",
             "1 once a drain was requested (POST /stop).",
+        self._frozen.set(0)
             BASE_LABELS,
             registry=reg,
         ).labels(**base)
@@ -234,6 +241,10 @@ class RunnerMetrics:
 
     def record_performance(self, event: PerformanceLike) -> None:
         """A performance event; a ``live_tick`` one is a completed tick (even a failed one)."""
+    def set_frozen(self, frozen: bool) -> None:
+        """Whether a quarantined or invalid state keeps new signals from opening."""
+        self._frozen.set(1 if frozen else 0)
+
         if event.metric != "live_tick":
             return
         self._ticks.inc()

@@ -273,7 +273,7 @@ OPTIONS: dict[str, OptionSpec] = _specs(
     ),
     OptionSpec(
         "exchange_options",
-        "JSON object of exchange settings: binance {baseUrl, requestTimeout, maxRetries}, "
+        "JSON object of exchange settings: binance {baseUrl, requestTimeout, maxRetries, maxRetryAfter}, "
         "csv {path}, ccxt {maxRetries}",
         metavar="JSON",
     ),

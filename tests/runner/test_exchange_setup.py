@@ -130,7 +130,7 @@ class TestExchangeOptions:
         ("text", "settings", "words"),
         [
             ("synthetic", {"path": "/x"}, "not understood by exchange 'synthetic'"),
-            ("binance", {"apiKey": "k"}, "accepted: baseUrl, maxRetries, requestTimeout"),
+            ("binance", {"apiKey": "k"}, "accepted: baseUrl, maxRetries, maxRetryAfter, requestTimeout"),
             ("binance", {"maxRetries": "many"}, "maxRetries must be a number"),
         ],
     )

@@ -156,11 +156,13 @@ class TestOsSignalsLeaveWithoutDraining:
 
 
 HANGING_STRATEGY = """
-    import asyncio
-    from backtest_kit import add_strategy
+    import time
+    from backtest_kit import add_strategy, set_config
+
+    set_config(max_signal_generation_seconds=2)  # the liveness window follows the budgets
 
     async def get_signal(symbol, when, price):
-        await asyncio.sleep(120)
+        time.sleep(120)  # blocks the loop: no timeout can end this tick
 
     add_strategy("hangs", interval="1m", get_signal=get_signal)
 """

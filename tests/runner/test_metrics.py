@@ -30,6 +30,7 @@ CONTRACT = {
     "backtest_kit_exchange_request_duration_seconds": ("histogram", {"interval"}),
     "backtest_kit_exchange_request_errors": ("counter", set()),
     "backtest_kit_runner_draining": ("gauge", set()),
+    "backtest_kit_state_frozen": ("gauge", set()),
     "backtest_kit_runner_info": ("gauge", {"version"}),  # an Info is a gauge of 1 in the text format
 }
 
@@ -116,6 +117,14 @@ class TestTickResults:
         m.record_tick_result(ev.scheduled())
         m.record_tick_result(ev.cancelled("price_reject"))
         assert value(m, "backtest_kit_signals_cancelled_total", reason="price_reject") == 1
+
+    def test_a_frozen_state_is_1_until_it_is_cleared(self) -> None:
+        m = recorder()
+        assert value(m, "backtest_kit_state_frozen") == 0
+        m.set_frozen(True)
+        assert value(m, "backtest_kit_state_frozen") == 1
+        m.set_frozen(False)
+        assert value(m, "backtest_kit_state_frozen") == 0
 
     def test_realized_pnl_is_whatever_the_tally_says(self) -> None:
         m = recorder()
