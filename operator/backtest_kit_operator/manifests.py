@@ -386,8 +386,9 @@ def build_inspection_pod(
     }
 
 
-def build_pvc(trader: Mapping[str, Any]) -> dict[str, Any]:
-    """The ReadWriteOnce state volume of a LiveTrader (``<name>-state``).
+def build_pvc(trader: Mapping[str, Any], *, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
+    """The state volume of a LiveTrader (``<name>-state``), ``ReadWriteOnce`` unless the operator
+    is set to ``ReadWriteOncePod`` (``state_access_mode``).
 
     It is owned by the LiveTrader (garbage-collected with it) only with ``reclaimPolicy: Delete``;
     with ``Retain`` it outlives the LiveTrader, and a new LiveTrader of the same name resumes from it.
@@ -403,7 +404,7 @@ def build_pvc(trader: Mapping[str, Any]) -> dict[str, Any]:
     if spec.storage.reclaim_policy == "Delete":
         pvc_meta["ownerReferences"] = [owner_reference(trader, kind="LiveTrader")]
     pvc_spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": [access_mode],
         "resources": {"requests": {"storage": spec.storage.size}},
     }
     if spec.storage.storage_class_name:

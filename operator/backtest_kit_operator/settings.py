@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +63,10 @@ class OperatorSettings(BaseModel):
     """``ttlSecondsAfterFinished`` of Walker Jobs (the Walker keeps its status and report)."""
     status_limit_bytes: int = Field(256 * 1024, ge=1024)
     """Most bytes read from a runner's ``/status``; a larger answer marks the runner misbehaving."""
+    state_access_mode: Literal["ReadWriteOnce", "ReadWriteOncePod"] = "ReadWriteOnce"
+    """Access mode of the runner state PVCs. ``ReadWriteOncePod`` (CSI volumes, Kubernetes 1.29+)
+    lets one pod only mount the volume, even on one node; the runner's writer lock already keeps a
+    second writer out, this keeps it from even starting. Applies to PVCs created from then on."""
 
     def image_allowed(self, image: str) -> bool:
         allowed = self.allowed_images or (self.runner_image,)

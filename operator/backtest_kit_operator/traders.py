@@ -194,7 +194,7 @@ async def _control_runner(
 async def _create_runner(svc: Services, trader: Mapping[str, Any], *, drain: bool) -> None:
     meta = trader["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    if await svc.cluster.create_pvc(build_pvc(trader)):
+    if await svc.cluster.create_pvc(build_pvc(trader, access_mode=svc.settings.state_access_mode)):
         log.info("created PVC %s/%s", namespace, state_pvc_name(name))
     await control_token(svc, trader, create=True)  # the pod mounts it: it must exist first
     if await svc.cluster.create_pod(build_runner_pod(trader, svc.settings, drain=drain)):
