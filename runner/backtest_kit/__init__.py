@@ -42,7 +42,6 @@ from .events import (
 from .live import LiveMode
 from .notebook import BacktestResult, run_backtest
 from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
-from .pnl import partial_pnl_percentage, pnl_percentage
 from .position import (
     commit_average_buy,
     commit_breakeven,
@@ -245,8 +244,6 @@ __all__ = [
     "listen_walker_complete",
     "listen_walker_complete_once",
     "listen_walker_once",
-    "partial_pnl_percentage",
-    "pnl_percentage",
     "reset_config",
     "run_backtest",
     "set_config",

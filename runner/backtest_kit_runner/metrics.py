@@ -31,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 import backtest_kit
-from backtest_kit import EngineConfig, SignalRow, partial_pnl_percentage, pnl_percentage
+from backtest_kit import EngineConfig, SignalRow
 
 from . import __version__
 
@@ -64,25 +64,8 @@ class TickResultLike(Protocol):
 def unrealized_pnl_percent(signal: SignalRow, price: float, config: EngineConfig) -> float:
     """The PnL in percent ``signal`` would close with at ``price``: the engine's formula, fees and
     slippage included (partial closes weighted as the engine weighs them)."""
-    if signal.partials:
-        return partial_pnl_percentage(
-            signal.is_long,
-            signal.all_entries,
-            signal.partials,
-            signal.invested,
-            price,
-            fallback_open=signal.price_open,
-            slippage_percent=config.percent_slippage,
-            fee_percent=config.percent_fee,
-            multiplier=signal.multiplier,
-        )
-    return pnl_percentage(
-        signal.is_long,
-        signal.open_eff,
-        price,
-        slippage_percent=config.percent_slippage,
-        fee_percent=config.percent_fee,
-        multiplier=signal.multiplier,
+    return signal.pnl_percentage_at(
+        price, slippage_percent=config.percent_slippage, fee_percent=config.percent_fee
     )
 
 
@@ -179,12 +162,6 @@ class RunnerMetrics:
         ).labels(**base)
         self._exchange_duration = Histogram(
             PREFIX + "exchange_request_duration_seconds",
-        self._frozen = Gauge(
-            PREFIX + "state_frozen",
-            "1 while no new signal may open: the state was quarantined or is invalid (/status frozen).",
-            BASE_LABELS,
-            registry=reg,
-        ).labels(**base)
             "Duration of one exchange adapter request, by candle interval.",
             (*BASE_LABELS, "interval"),
             buckets=EXCHANGE_BUCKETS,
@@ -199,7 +176,12 @@ class RunnerMetrics:
         self._draining = Gauge(
             PREFIX + "runner_draining",
             "1 once a drain was requested (POST /stop).",
-        self._frozen.set(0)
+            BASE_LABELS,
+            registry=reg,
+        ).labels(**base)
+        self._frozen = Gauge(
+            PREFIX + "state_frozen",
+            "1 while no new signal may open: the state was quarantined or is invalid (/status frozen).",
             BASE_LABELS,
             registry=reg,
         ).labels(**base)
@@ -217,6 +199,7 @@ class RunnerMetrics:
         for reason in CLOSE_REASONS:
             self._closed_child(reason)
         self._draining.set(0)
+        self._frozen.set(0)
 
     # -- engine events ------------------------------------------------------------------------
 
@@ -241,10 +224,6 @@ class RunnerMetrics:
 
     def record_performance(self, event: PerformanceLike) -> None:
         """A performance event; a ``live_tick`` one is a completed tick (even a failed one)."""
-    def set_frozen(self, frozen: bool) -> None:
-        """Whether a quarantined or invalid state keeps new signals from opening."""
-        self._frozen.set(1 if frozen else 0)
-
         if event.metric != "live_tick":
             return
         self._ticks.inc()
@@ -261,6 +240,10 @@ class RunnerMetrics:
 
     def set_draining(self, draining: bool) -> None:
         self._draining.set(1 if draining else 0)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Whether a quarantined or invalid state keeps new signals from opening."""
+        self._frozen.set(1 if frozen else 0)
 
     # -- exchange adapter hook ----------------------------------------------------------------
 
