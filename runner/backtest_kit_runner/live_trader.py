@@ -35,7 +35,6 @@ from typing import Any
 import backtest_kit
 from backtest_kit.candles import to_ms
 from backtest_kit.clock import Clock, ReplayClock, WallClock
-from backtest_kit.config import EngineConfig, merge_config
 from backtest_kit.errors import ConfigurationError, PersistenceError
 from backtest_kit.eventlog import EventLog
 from backtest_kit.persistence import FilePersistence
@@ -69,14 +68,14 @@ LIVE_BUDGET: Mapping[str, Any] = {
 SILENCE_MARGIN = 1.5
 
 
-def live_config() -> EngineConfig:
+def live_config() -> backtest_kit.EngineConfig:
     """The engine's configuration with :data:`LIVE_BUDGET` for every key left at its default."""
-    current, defaults = backtest_kit.get_config(), EngineConfig()
+    current, defaults = backtest_kit.get_config(), backtest_kit.EngineConfig()
     budget = {k: v for k, v in LIVE_BUDGET.items() if getattr(current, k) == getattr(defaults, k)}
-    return merge_config(current, budget)
+    return backtest_kit.EngineConfig.model_validate({**current.model_dump(), **budget})
 
 
-def longest_silence_s(config: EngineConfig, exchange_silence_s: float) -> float:
+def longest_silence_s(config: backtest_kit.EngineConfig, exchange_silence_s: float) -> float:
     """The longest a healthy tick goes without finishing or reporting an exchange attempt."""
     between_attempts = config.get_candles_retry_delay_ms / 1000 + exchange_silence_s
     return max(config.max_signal_generation_seconds, between_attempts)
