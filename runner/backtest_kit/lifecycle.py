@@ -42,6 +42,7 @@ from .signals import (
     CancelReason,
     ClosedResult,
     CloseReason,
+    Entry,
     IdleResult,
     OpenedResult,
     ScheduledResult,
@@ -274,6 +275,7 @@ class StrategyInstance:
             raw_open, pending_at, scheduled = dto.price_open, when_ms, False
         else:
             raw_open, pending_at, scheduled = dto.price_open, 0, True
+        cost = dto.cost or cfg.position_entry_cost
         row = build(
             SignalRow,
             id=dto.id or str(uuid.uuid4()),
@@ -288,10 +290,11 @@ class StrategyInstance:
             scheduled_at=when_ms,
             pending_at=pending_at,
             note=dto.note or self.strategy.note,
-            cost=dto.cost or cfg.position_entry_cost,
+            cost=cost,
             multiplier=dto.multiplier if dto.multiplier is not None else cfg.signal_leverage_multiplier,
             isolated=dto.isolated if dto.isolated is not None else cfg.signal_isolated_margin,
             is_scheduled=scheduled,
+            entries=(build(Entry, price=raw_open, cost=cost, timestamp=when_ms),),  # the opening entry
             peak_price=raw_open,
             peak_pnl=0.0,
             fall_price=raw_open,

@@ -118,7 +118,8 @@ class SignalRow(BaseModel):
     peak_pnl: float = 0.0
     fall_price: float = 0.0
     fall_pnl: float = 0.0
-    #: Every entry; empty means just the opening one (``price_open``, ``cost``, ``scheduled_at``).
+    #: Every entry, the opening one first (a row restored from an older record may have none:
+    #: ``all_entries`` then stands in the opening one, ``price_open`` and ``cost`` at ``scheduled_at``).
     entries: tuple[Entry, ...] = ()
     partials: tuple[Partial, ...] = ()
     trailing_price_stop_loss: float | None = None

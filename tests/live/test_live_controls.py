@@ -156,3 +156,26 @@ async def test_a_managed_position_is_managed_live_and_survives_a_restart_with_it
         return [{k: v for k, v in r.flat().items() if k != "id"} for r in results]
 
     assert rows(before + resumed) == rows(results)  # the same as one uninterrupted run
+
+
+async def test_a_close_asked_while_running_survives_a_crash_and_closes_on_the_next_process(
+    tmp_path: Path,
+) -> None:
+    first = engine()
+    store = bk.FilePersistence(tmp_path)
+    store.init()
+    clock = bk.ReplayClock(START, float("inf"), persistence=store)
+    gen = first.live.run(SYM, strategy="every_5m", exchange="synthetic", clock=clock, persistence=store)
+    position = None
+    async for result in gen:
+        if result.action == "opened":
+            position = result.signal
+            await first.live.close_pending(SYM, "every_5m")
+            assert record(tmp_path)["closeRequested"] is True  # durable before the next tick
+            break
+    await gen.aclose()  # the process dies before the tick that would close
+    assert position is not None
+    restarted = engine()
+    results = await replay(restarted, tmp_path, until=START + 600 * MINUTE_MS, stop_at="closed")
+    assert results[0].action == "closed" and results[0].close_reason == "closed"
+    assert results[0].signal.id == position.id and record(tmp_path)["closeRequested"] is False

@@ -224,3 +224,13 @@ def test_an_events_file_with_a_line_that_is_not_a_result_is_moved_aside_not_a_cr
     again.append({"id": "b", "action": "opened"})
     again.close()
     assert again.problem is None and cut.read_text().count('"opened"') == 1
+
+
+def test_a_record_naming_another_trader_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / f"{state_key(SYM, 'a_long_tp1_sl1', 'synthetic')}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**VALID, "symbol": "BTCUSDT", "pending": {**ROW, "symbol": "BTCUSDT"}}))
+    before = path.read_bytes()
+    run = subprocess.run(live_args(tmp_path), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "belongs to BTCUSDT:a_long_tp1_sl1:synthetic" in run.stderr
+    assert path.read_bytes() == before
