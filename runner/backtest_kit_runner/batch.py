@@ -98,6 +98,36 @@ def write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def write_json(path: Path, payload: Mapping[str, Any], *, rows: str) -> None:
+    """``payload`` as JSON, its list ``rows`` one compact element per line, the rest indented.
+
+    A year of signals is tens of thousands of rows: indenting every field of every row runs the
+    pure-Python encoder, while one compact row per line keeps the C encoder and stays readable.
+    The file appears whole or not at all (written aside, then renamed): Ctrl-C leaves nothing
+    half-written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+    items = list(payload.items())
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("{\n")
+            for i, (key, value) in enumerate(items):
+                fh.write(f" {json.dumps(key)}: ")
+                if key == rows and isinstance(value, list):
+                    body = ",\n".join("  " + encode(row) for row in value)
+                    fh.write(f"[\n{body}\n ]" if value else "[]")
+                else:
+                    fh.write(json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n "))
+                fh.write(",\n" if i < len(items) - 1 else "\n")
+            fh.write("}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def register_frame(name: str, frame: Frame | str, interval: str) -> str:
     """The engine's name of ``frame``: an inline range is registered under ``name``."""
     if isinstance(frame, str):
@@ -279,7 +309,7 @@ async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any]
             "asks": result["asks"],
             "signalErrors": result["signalErrors"],
         }
-        write_text(options.json_file, json.dumps(payload, indent=1, allow_nan=False) + "\n")
+        write_json(options.json_file, payload, rows="signals")
     report = await backtest_kit.Backtest.get_report(symbol, strategy)
     if options.report is not None:
         write_text(options.report, report)
