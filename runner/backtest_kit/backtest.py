@@ -181,7 +181,7 @@ class BacktestMode:
             for result in step.results:
                 if isinstance(result, SignalResult):
                     yield result
-            await self._hooks(inst, step)
+            await run_hooks(self._bus, inst, step)
             if state.flat:
                 i += 1
                 continue
@@ -190,7 +190,7 @@ class BacktestMode:
                 for result in step.results:
                     if isinstance(result, SignalResult):
                         yield result
-                await self._hooks(inst, step)
+                await run_hooks(self._bus, inst, step)
             assert step.resume_after is not None and state.flat
             i = int(np.searchsorted(ticks, step.resume_after, side="right"))
         if progress.enabled:
@@ -201,9 +201,6 @@ class BacktestMode:
         inst.apply_risk(step)
         await announce(self._bus, step, run.record)
         return step.state
-
-    async def _hooks(self, inst: StrategyInstance, step: Transition) -> None:
-        await run_hooks(self._bus, inst, step)
 
     async def execute(
         self,

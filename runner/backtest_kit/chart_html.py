@@ -71,70 +71,65 @@ def _hover(r: ClosedResult) -> str:
     )
 
 
+def _markers(
+    go: Any, name: str, xs: Sequence[int], ys: Sequence[float], text: Sequence[str], marker: Any
+) -> Any:
+    """One trace of markers at (time, price) with a hover text each."""
+    return go.Scatter(
+        name=name,
+        x=_times(xs),
+        y=list(ys),
+        mode="markers",
+        marker=marker,
+        hovertext=list(text),
+        hoverinfo="text+x",
+    )
+
+
 def _trade_traces(go: Any, closed: Sequence[ClosedResult]) -> list[Any]:
     colors = [WIN if r.pnl.pnl_percentage > 0 else LOSS for r in closed]
     hover = [_hover(r) for r in closed]
     entry_symbols = ["triangle-up" if r.signal.position == "long" else "triangle-down" for r in closed]
-    marker_line = {"width": 1, "color": "#333"}
-    entries = go.Scatter(
-        name="entries",
-        x=_times([r.signal.pending_at for r in closed]),
-        y=[r.pnl.price_open for r in closed],
-        mode="markers",
-        marker={"symbol": entry_symbols, "size": 10, "color": colors, "line": marker_line},
-        hovertext=hover,
-        hoverinfo="text+x",
+    line = {"width": 1, "color": "#333"}
+    entries = _markers(
+        go,
+        "entries",
+        [r.signal.pending_at for r in closed],
+        [r.pnl.price_open for r in closed],
+        hover,
+        {"symbol": entry_symbols, "size": 10, "color": colors, "line": line},
     )
-    exits = go.Scatter(
-        name="exits",
-        x=_times([r.close_timestamp for r in closed]),
-        y=[r.pnl.price_close for r in closed],
-        mode="markers",
-        marker={"symbol": "x", "size": 8, "color": colors, "line": marker_line},
-        hovertext=hover,
-        hoverinfo="text+x",
+    exits = _markers(
+        go,
+        "exits",
+        [r.close_timestamp for r in closed],
+        [r.pnl.price_close for r in closed],
+        hover,
+        {"symbol": "x", "size": 8, "color": colors, "line": line},
     )
     return [entries, exits, *_position_traces(go, closed)]
 
 
 def _position_traces(go: Any, closed: Sequence[ClosedResult]) -> list[Any]:
     """Partial exits and added entries (DCA) of managed positions, when there are any."""
-    partial_x, partial_y, partial_text = [], [], []
-    dca_x, dca_y, dca_text = [], [], []
-    for r in closed:
-        for p in r.signal.partials:
-            partial_x.append(p.timestamp)
-            partial_y.append(p.current_price)
-            partial_text.append(f"{r.signal.id[:8]} partial {p.type} {p.percent:g} %")
-        for e in r.signal.all_entries[1:]:
-            dca_x.append(e.timestamp)
-            dca_y.append(e.price)
-            dca_text.append(f"{r.signal.id[:8]} added {e.cost:g} USD")
+    partials = [
+        (p.timestamp, p.current_price, f"{r.signal.id[:8]} partial {p.type} {p.percent:g} %")
+        for r in closed
+        for p in r.signal.partials
+    ]
+    added = [
+        (e.timestamp, e.price, f"{r.signal.id[:8]} added {e.cost:g} USD")
+        for r in closed
+        for e in r.signal.all_entries[1:]
+    ]
     traces = []
-    if partial_x:
-        traces.append(
-            go.Scatter(
-                name="partial exits",
-                x=_times(partial_x),
-                y=partial_y,
-                mode="markers",
-                marker={"symbol": "diamond", "size": 8, "color": "#ff9800"},
-                hovertext=partial_text,
-                hoverinfo="text+x",
-            )
-        )
-    if dca_x:
-        traces.append(
-            go.Scatter(
-                name="added entries",
-                x=_times(dca_x),
-                y=dca_y,
-                mode="markers",
-                marker={"symbol": "triangle-right", "size": 9, "color": "#2196f3"},
-                hovertext=dca_text,
-                hoverinfo="text+x",
-            )
-        )
+    for name, points, marker in (
+        ("partial exits", partials, {"symbol": "diamond", "size": 8, "color": "#ff9800"}),
+        ("added entries", added, {"symbol": "triangle-right", "size": 9, "color": "#2196f3"}),
+    ):
+        if points:
+            xs, ys, text = zip(*points, strict=True)
+            traces.append(_markers(go, name, xs, ys, text, marker))
     return traces
 
 

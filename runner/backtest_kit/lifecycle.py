@@ -665,7 +665,8 @@ class StrategyInstance:
             self.desk = None
 
     def _candle_close(self, row: SignalRow, ts: int, vw: float, low: float, high: float) -> Outcome | None:
-        """Steps b-d of item 3 for one backtest candle (its VWAP includes it, its wick is checked)."""
+        """Steps b-d of item 3: a full partial close, then the expiry at ``vw``, the SL on the wick
+        ``low``/``high``, the TP on ``vw``, with the levels in force (trailing included)."""
         if row.close_note == FULL_PARTIAL_CLOSE:
             return Outcome(ts, "closed", vw, record_excursion=False)
         if ts - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
@@ -824,24 +825,9 @@ class StrategyInstance:
 
     # ------------------------------------------------------------------ live: one tick at a time
     def step_pending(self, row: SignalRow, when_ms: int, vwap: float, last: Candle) -> Outcome | None:
-        """Item 23: a full partial close first, then expiry at VWAP, SL on the last closed
-        candle's wick, TP on VWAP (the levels in force, trailing included)."""
-        if row.close_note == FULL_PARTIAL_CLOSE:
-            return Outcome(when_ms, "closed", vwap, record_excursion=False)
-        if when_ms - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
-            return Outcome(when_ms, "time_expired", vwap)
-        sl, tp = row.stop_loss_eff, row.take_profit_eff
-        if row.is_long:
-            if last.low <= sl:
-                return Outcome(when_ms, "stop_loss", sl)
-            if vwap >= tp:
-                return Outcome(when_ms, "take_profit", tp)
-        else:
-            if last.high >= sl:
-                return Outcome(when_ms, "stop_loss", sl)
-            if vwap <= tp:
-                return Outcome(when_ms, "take_profit", tp)
-        return None
+        """Item 23: the backtest candle rules with what live sees at ``when``: the VWAP of the
+        closed candles and the wick of the last closed one (trailing levels included)."""
+        return self._candle_close(row, when_ms, vwap, last.low, last.high)
 
     def step_scheduled(self, row: SignalRow, when_ms: int, vwap: float) -> Outcome | None:
         """Item 25: timeout after the wait, cancel/activate on VWAP (not wick)."""

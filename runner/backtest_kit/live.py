@@ -774,8 +774,3 @@ def parse_record(record: Mapping[str, Any]) -> RestoredRecord:
         close_requested=bool(_typed(record, "closeRequested", bool, False)),
         totals=Totals.from_json(_typed(record, "totals", dict, {})),
     )
-
-
-def restored_state(record: Mapping[str, Any]) -> SignalState:
-    """The lifecycle state a persisted record describes (``KeyError``/``ValueError`` if it does not)."""
-    return parse_record(record).state
