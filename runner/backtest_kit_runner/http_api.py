@@ -168,7 +168,7 @@ async def stop(request: web.Request) -> web.Response:
     reason = await _stop_reason(request)
     control = _control(request)
     await control.request_stop(reason)
-    return web.json_response(dict(control.status()), status=202)
+    return _accepted(control, "drain")
 
 
 async def pause(request: web.Request) -> web.Response:
@@ -176,14 +176,14 @@ async def pause(request: web.Request) -> web.Response:
     authorize(request)
     control = _control(request)
     await control.pause()
-    return web.json_response(dict(control.status()), status=202)
+    return _accepted(control, "pause")
 
 
 async def resume(request: web.Request) -> web.Response:
     authorize(request)
     control = _control(request)
     await control.resume()
-    return web.json_response(dict(control.status()), status=202)
+    return _accepted(control, "resume")
 
 
 async def close(request: web.Request) -> web.Response:
@@ -191,7 +191,13 @@ async def close(request: web.Request) -> web.Response:
     authorize(request)
     control = _control(request)
     await control.close_pending()
-    return web.json_response(dict(control.status()), status=202)
+    return _accepted(control, "close")
+
+
+def _accepted(control: TraderControl, action: str) -> web.Response:
+    # The status is a snapshot taken after the request was recorded: the trading loop runs on, so
+    # a close may already be done (closeRequested back to false); "accepted" is what was asked.
+    return web.json_response({"accepted": action, **control.status()}, status=202)
 
 
 async def _stop_reason(request: web.Request) -> str | None:

@@ -41,7 +41,7 @@ def test_pause_status_resume_and_close_through_the_cli_with_the_token(
     closed = runner.status()["signalsClosed"]
     code, answer, err = control(runner, "close", token_file=token_file)
     assert code == 0, err
-    assert answer["closeRequested"] is True
+    assert answer["accepted"] == "close"  # the tick may already have done it: then the count shows
     wait_for("the position to close", lambda: runner.status()["signalsClosed"] > closed, timeout=30)
 
 

@@ -406,7 +406,7 @@ class TestDrainModeStateShowAndTheControlToken:
         assert post("/pause")["paused"] is True
         assert post("/resume")["paused"] is False
         wait_for("an open signal", lambda: open_signal(runner), timeout=30)
-        assert post("/close")["closeRequested"] is True
+        assert post("/close")["accepted"] == "close"
         wait_for(
             "the position to be closed", lambda: True if open_signal(runner) is None else None, timeout=30
         )
