@@ -13,6 +13,7 @@ signal has closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
@@ -37,6 +38,10 @@ from .signals import SignalResult, SignalRow, row_problems
 STATE_VERSION = 1
 #: Results ``Live.run`` yields (the others only reach the listeners).
 YIELDED = frozenset({"opened", "closed", "cancelled"})
+#: A bookkeeping change (peak and fall of an open signal) waits this long (wall time) for the next
+#: write of the record instead of writing one of its own: a real-time trader still writes it in
+#: the minute it happened, a fast replay writes about once a second (item 41).
+BOOKKEEPING_DELAY_S = 1.0
 
 
 def state_key(symbol: str, strategy: str, exchange: str) -> str:
@@ -71,6 +76,8 @@ class LiveSession:
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
     totals: Totals = field(default_factory=lambda: Totals())  # counts and realised PnL (persisted)
     persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
+    unsaved_ms: int | None = None  # the minute of a bookkeeping change not written yet
+    saved_at: float = -math.inf  # ``time.monotonic()`` of the last record written
 
 
 @dataclass(frozen=True)
@@ -142,17 +149,23 @@ class LiveMode:
             async for result in self._loop(session, wiring, clock or WallClock(), until, tick_ms):
                 yield result
         except BaseException as exc:
+            with contextlib.suppress(PersistenceError):  # the record on disk stays valid if this fails
+                self._flush(session, wiring)
             if not isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
                 await self._bus.exit.emit(exc)
             session.phase = "done" if session.phase == "draining" else "idle"
             session.wiring = None
             raise
+        try:
+            self._flush(session, wiring)
+        except PersistenceError as failure:
+            await self._bus.error.emit(failure)
         if session.stop_requested and session.state.flat:
             # the drain is complete: a later run on this state (a new spec) starts afresh
             self._write(
                 session,
                 wiring,
-                session.persisted_ms,
+                _latest(session.persisted_ms, session.unsaved_ms),
                 session.state,
                 session.last_result,
                 durable=True,
@@ -285,6 +298,12 @@ class LiveMode:
             step = await self._step(session, wiring, minute, window, present)
             steps.append(step)
             session.seen_ms = minute
+        if session.unsaved_ms is not None and time.monotonic() - session.saved_at >= BOOKKEEPING_DELAY_S:
+            try:
+                self._flush(session, wiring)
+            except PersistenceError as failure:
+                # the record on disk is still a valid older one; the next write carries the change
+                await self._bus.error.emit(failure)
         return session.stop_requested and session.state.flat
 
     def _first_unwatched(self, session: LiveSession, when: int) -> int:
@@ -351,7 +370,9 @@ class LiveMode:
         step = await inst.live_tick(session.state, when, candles, may_open=may_open, close_now=closing)
         if closing:  # done by this step, so the record written with it no longer asks for it
             session.close_requested = False
-        if step.persist != "none":
+        if self._bookkeeping_only(inst, step):
+            session.unsaved_ms = when  # written with the next record, or once it is due (end of tick)
+        elif step.persist != "none":
             try:
                 self._persist(session, wiring, when, step)
             except PersistenceError as failure:
@@ -368,6 +389,24 @@ class LiveMode:
         await announce(self._bus, step, session.record)
         await run_hooks(self._bus, inst, step)
         return step
+
+    @staticmethod
+    def _bookkeeping_only(inst: StrategyInstance, step: Transition) -> bool:
+        """A step whose only change is the open signal's peak and fall (item 41): it may wait.
+
+        Losing it to a crash changes nothing: the restarted run watches the minutes after the
+        record's ``lastSeenMs`` again, with the same candles, and finds the same extremes. A step
+        with position events or hooks, or of a managed position (whose callbacks a re-watch would
+        run again), is written before it is adopted, as every other change.
+        """
+        return step.persist == "lazy" and not (step.notices or step.hooks or inst.manages)
+
+    def _flush(self, session: LiveSession, wiring: _Wiring) -> None:
+        """Write the bookkeeping changes still waiting (atomic, not fsynced), if there are any."""
+        when = session.unsaved_ms
+        if when is not None:  # the record the change's own write would have been (lastSeenMs too)
+            state, last = session.state, session.last_result
+            self._write(session, wiring, when, state, last, durable=False, seen=when)
 
     def _persist(self, session: LiveSession, wiring: _Wiring, when: int, step: Transition) -> None:
         last = step.last_signal_result
@@ -386,7 +425,8 @@ class LiveMode:
         wiring = session.wiring
         if wiring is None:
             return  # not running: the run persists them when it starts
-        self._write(session, wiring, session.persisted_ms, session.state, session.last_result, durable=True)
+        when = _latest(session.persisted_ms, session.unsaved_ms)
+        self._write(session, wiring, when, session.state, session.last_result, durable=True)
 
     def _write(
         self,
@@ -399,6 +439,7 @@ class LiveMode:
         durable: bool,
         drain: bool | None = None,
         totals: Totals | None = None,
+        seen: int | None = None,
     ) -> None:
         record: dict[str, Any] = {
             "version": STATE_VERSION,
@@ -412,7 +453,7 @@ class LiveMode:
             "milestones": sorted(state.milestones),
             "lastResult": last_row,
             "lastTickMs": when,
-            "lastSeenMs": _latest(session.seen_ms, when),
+            "lastSeenMs": _latest(session.seen_ms, when) if seen is None else seen,
             "drain": session.stop_requested if drain is None else drain,
             "totals": session.totals.to_json() if totals is None else totals.to_json(),
             "paused": session.paused,
@@ -421,6 +462,8 @@ class LiveMode:
         }
         wiring.store.write(wiring.key, record, durable=durable)
         session.persisted_ms = when
+        session.unsaved_ms = None  # the record holds the whole state, waiting bookkeeping included
+        session.saved_at = time.monotonic()
 
     async def _restore(self, session: LiveSession, wiring: _Wiring) -> None:
         """Item 43: restore the open/scheduled signal and the guards, without calling get_signal."""
@@ -500,10 +543,11 @@ class LiveMode:
     def _control(self, symbol: str, strategy: str, action: str) -> LiveSession:
         session = self._sessions.setdefault((symbol, strategy), LiveSession(symbol, strategy))
         name, value = self._CONTROLS[action]
+        changed = getattr(session, name) != value
         setattr(session, name, value)
         if session.wiring is None:
             session.pending[name] = value  # applied (and persisted) when the next run starts
-        else:
+        elif changed:  # asking again for what is in force already changes nothing to write
             self._save_controls(session)
         if action == "drain" and session.phase == "running":
             session.phase = "draining"
