@@ -5,7 +5,8 @@ everything: registrations, a frozen configuration, the risk book, the event bus 
 The module-level functions below are a facade over the default engine (:func:`default_engine`,
 replaced with :func:`use_engine`): register with ``add_*``, run with ``Backtest`` / ``Live`` /
 ``Walker``, observe with ``listen_*``, and inside a strategy read the market with
-``get_candles``, ``get_average_price``, ``get_date`` and ``get_mode``.
+``get_candles``, ``get_average_price``, ``get_date`` and ``get_mode``. A parameter grid over a
+parametrised strategy is ``Walker.add_grid`` (or ``run_grid``, synchronous, ranked).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from .events import (
     ProgressEvent,
     RiskEvent,
 )
+from .grid import Grid, GridError, grid_from, member_label, parse_grid
 from .live import LiveMode
-from .notebook import BacktestResult, run_backtest
+from .notebook import BacktestResult, GridResult, run_backtest, run_grid
 from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
 from .position import (
     commit_average_buy,
@@ -60,7 +62,7 @@ from .position import (
 )
 from .registry import Registry
 from .signals import Entry, Partial, SignalDto, SignalRow
-from .walker import WalkerMode
+from .walker import GridMember, WalkerMode
 
 Backtest: BacktestMode = mode_proxy(lambda engine: engine.backtest)
 Live: LiveMode = mode_proxy(lambda engine: engine.live)
@@ -156,6 +158,10 @@ __all__ = [
     "EventLog",
     "ExchangeUnavailableError",
     "FilePersistence",
+    "Grid",
+    "GridError",
+    "GridMember",
+    "GridResult",
     "Live",
     "LiveMode",
     "MemoryPersistence",
@@ -201,6 +207,7 @@ __all__ = [
     "get_position_effective_price",
     "get_total_cost_closed",
     "get_total_percent_closed",
+    "grid_from",
     "list_exchanges",
     "list_frames",
     "list_risks",
@@ -244,8 +251,11 @@ __all__ = [
     "listen_walker_complete",
     "listen_walker_complete_once",
     "listen_walker_once",
+    "member_label",
+    "parse_grid",
     "reset_config",
     "run_backtest",
+    "run_grid",
     "set_config",
     "use_engine",
 ]

@@ -7,26 +7,33 @@ the trades as a pandas DataFrame, the equity series, and ``.plot()`` for the int
 Inside a running loop (Jupyter) it refuses and says what to await instead. The helpers that read
 the frame's market for the summary and the chart (:func:`frame_info`, :func:`chart_candles`) live
 here too, so the command line and notebooks show the same numbers and the same chart.
+:func:`run_grid` does the same for a parameter grid: every member backtested (in ``jobs``
+processes), returned ranked as a :class:`GridResult`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from .candles import CANDLE_INTERVALS, MINUTE_MS, CandleArrays, interval_ms, to_ms
 from .charts import EquityPoint, equity_curve
 from .engine import Engine, default_engine
 from .errors import BacktestKitError, ConfigurationError
+from .grid import Grid
 from .market import ExchangeClient
+from .metrics import DEFAULT_METRIC
 from .registry import FrameSchema
 from .reports import trade_of
 from .signals import ClosedResult
 from .summary import DEFAULT_STAKE, FrameInfo, Summary
+from .walker import GridMember, rank
 
 #: The chart draws at most about this many candles (a longer frame uses a longer interval).
 MAX_CHART_CANDLES = 2000
@@ -230,4 +237,163 @@ def run_backtest(
     )
 
 
-__all__: Sequence[str] = ("BacktestResult", "chart_candles", "frame_info", "resolve_frame", "run_backtest")
+@dataclass(frozen=True)
+class GridResult:
+    """A parameter grid's walk, ranked: ``ranking`` is every member best first (failed last),
+    each ``{rank, label, values, params, metricValue, stats, error}``; ``data`` is the walker's
+    comparison as ``Walker.get_data`` gives it."""
+
+    symbol: str
+    strategy: str
+    metric: str
+    members: tuple[GridMember, ...]
+    ranking: tuple[Mapping[str, Any], ...]
+    data: Mapping[str, Any]
+
+    @property
+    def best(self) -> Mapping[str, Any] | None:
+        """The best member's row, or None when no member produced a usable metric."""
+        top = self.ranking[0] if self.ranking else None
+        return top if top is not None and top["rank"] is not None else None
+
+    def table(self) -> Any:
+        """The ranking as a DataFrame: one row per member, its grid values and key statistics."""
+        pd = _pandas()
+        rows = []
+        for row in self.ranking:
+            stats = row["stats"] or {}
+            rows.append(
+                {
+                    "rank": row["rank"],
+                    "label": row["label"],
+                    **row["values"],
+                    self.metric: row["metricValue"],
+                    "totalSignals": stats.get("totalSignals"),
+                    "winRate": stats.get("winRate"),
+                    "totalPnl": stats.get("totalPnl"),
+                    "error": row["error"],
+                }
+            )
+        return pd.DataFrame(rows).set_index("label")
+
+
+def ranked_members(data: Mapping[str, Any], members: Sequence[GridMember]) -> list[dict[str, Any]]:
+    """The walk's results best first, each with its member's values and parameters."""
+    by_label = {m.label: m for m in members}
+    rows = []
+    ranked = rank(data)
+    for position, result in enumerate(ranked, start=1):
+        member = by_label[result["strategyName"]]
+        usable_value = result["metricValue"] is not None and result["error"] is None
+        rows.append(
+            {
+                "rank": position if usable_value else None,
+                "label": member.label,
+                "values": dict(member.values),
+                "params": dict(member.params),
+                "metricValue": result["metricValue"],
+                "stats": result["stats"],
+                "error": result["error"],
+            }
+        )
+    return rows
+
+
+async def grid_result(
+    engine: Engine,
+    symbol: str,
+    *,
+    strategy: str,
+    grid: Grid | str | Mapping[str, Any],
+    register: Callable[[Any], Any],
+    params: type[BaseModel] | None = None,
+    base: Mapping[str, Any] | None = None,
+    exchange: str = "synthetic",
+    frame: str | FrameSchema,
+    metric: str = DEFAULT_METRIC,
+    jobs: int = 1,
+    name: str | None = None,
+) -> GridResult:
+    """:func:`run_grid` in the current loop (``await`` it in Jupyter)."""
+    schema = resolve_frame(frame, engine)
+    engine.registry.frames.add(schema.name, schema, replace=True)
+    walker = name or f"grid-{strategy}"
+    members = engine.walker.add_grid(
+        walker,
+        strategy=strategy,
+        grid=grid,
+        register=register,
+        params=params,
+        base=base,
+        exchange=exchange,
+        frame=schema.name,
+        metric=metric,
+        replace=True,
+    )
+    async for _ in engine.walker.run(symbol, walker=walker, jobs=jobs):
+        pass
+    data = await engine.walker.get_data(symbol, walker)
+    return GridResult(symbol, strategy, metric, tuple(members), tuple(ranked_members(data, members)), data)
+
+
+def run_grid(
+    symbol: str,
+    *,
+    strategy: str,
+    grid: Grid | str | Mapping[str, Any],
+    register: Callable[[Any], Any],
+    params: type[BaseModel] | None = None,
+    base: Mapping[str, Any] | None = None,
+    exchange: str = "synthetic",
+    frame: str | FrameSchema,
+    metric: str = DEFAULT_METRIC,
+    jobs: int = 1,
+    engine: Engine | None = None,
+) -> GridResult:
+    """Backtest every member of ``grid`` over a parametrised strategy; the members ranked.
+
+    ``register(params)`` registers ``strategy`` with one member's parameters and ``params``
+    validates each member first (a module's ``register`` and ``Params``)::
+
+        from backtest_kit_runner.example_strategies import sma_cross
+        result = bk.run_grid("SYNUSDT", strategy="sma-cross", grid="fast=3,5,8,10 slow=20..50:10",
+                             register=sma_cross.register, params=sma_cross.Params,
+                             frame="2024-01-01..2024-01-30", jobs=2)
+        result.best["label"], result.table()
+
+    ``jobs`` runs members in that many processes, each fetching the market once for its members.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(_IN_LOOP.replace("run_backtest()", "run_grid()"))
+    chosen = engine or default_engine()
+    return asyncio.run(
+        grid_result(
+            chosen,
+            symbol,
+            strategy=strategy,
+            grid=grid,
+            register=register,
+            params=params,
+            base=base,
+            exchange=exchange,
+            frame=frame,
+            metric=metric,
+            jobs=jobs,
+        )
+    )
+
+
+__all__: Sequence[str] = (
+    "BacktestResult",
+    "GridResult",
+    "chart_candles",
+    "frame_info",
+    "grid_result",
+    "resolve_frame",
+    "run_backtest",
+    "run_grid",
+)

@@ -7,6 +7,7 @@ lists what is registered. The schemas are frozen values; modes receive them expl
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class WalkerSchema:
     frame: str
     metric: str = "sharpeRatio"
     callbacks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    #: Each process of the walk fetches the candles once for all its strategies (a grid does).
+    shared_market: bool = False
 
 
 S = TypeVar("S")
@@ -254,11 +257,14 @@ class Registry:
         metric: str = "sharpeRatio",
         callbacks: Mapping[str, Callable[..., Any]] | None = None,
         replace: bool = False,
+        shared_market: bool = False,
     ) -> WalkerSchema:
         """Register a comparison of ``strategies`` on one exchange and frame by ``metric``.
 
         ``callbacks``: ``on_strategy_start(name, symbol)``, ``on_strategy_complete(name, symbol,
-        stats, metric_value)``, ``on_strategy_error(name, symbol, exc)``.
+        stats, metric_value)``, ``on_strategy_error(name, symbol, exc)``. ``shared_market``: each
+        process of the walk serves every strategy from candles it fetched once (see
+        ``backtest_kit.prepared``).
         """
         if metric not in METRICS:
             raise ConfigurationError(
@@ -276,8 +282,16 @@ class Registry:
         for key, fn in cbs.items():
             _require_callable("walker", name, f"callback {key}", fn)
         return self.walkers.add(
-            name, WalkerSchema(name, tuple(strategies), exchange, frame, metric, cbs), replace=replace
+            name,
+            WalkerSchema(name, tuple(strategies), exchange, frame, metric, cbs, shared_market),
+            replace=replace,
         )
+
+    def copy_strategy(self, name: str, as_name: str, *, replace: bool = False) -> StrategySchema:
+        """Register the strategy now named ``name`` again as ``as_name`` (a grid member keeps the
+        strategy its parameters registered, under its own name, before the next member's replace it)."""
+        schema = self.strategies.get(name)
+        return self.strategies.add(as_name, dataclasses.replace(schema, name=as_name), replace=replace)
 
     def list_exchanges(self) -> list[str]:
         return self.exchanges.names()

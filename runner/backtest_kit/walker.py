@@ -7,6 +7,11 @@ sequential: each worker is handed the engine's backtest mode explicitly when it 
 forks, so the registrations, including strategies defined in a script, come along), never through
 a process-wide global. Ranking (docs/ENGINE.md "deliberately differ" 5): higher is better except
 ``maxDrawdown``; ties keep the earlier strategy; ``None`` never wins (``metrics``).
+
+A parameter grid (:meth:`WalkerMode.add_grid`) is a walker whose strategies are the members of
+one parametrised strategy, validated together before anything is registered. Its walks share the
+market: each process (this one, or each worker) serves all the members it runs from candles it
+fetched once (``prepared``), instead of every member fetching the whole frame again.
 """
 
 from __future__ import annotations
@@ -21,17 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from .backtest import BacktestMode
 from .config import EngineConfig
 from .errors import ConfigurationError
 from .events import EventBus
-from .metrics import HIGHER_IS_BETTER
+from .grid import Grid, GridError, grid_from, member_label
+from .metrics import DEFAULT_METRIC, HIGHER_IS_BETTER
 from .metrics import best_index as best_index  # the ranking rule, re-exported from its old home
 from .metrics import better as better
 from .metrics import metric_value as metric_value
 from .metrics import rank_order as rank_order
 from .metrics import usable as usable
-from .registry import FrameSchema, Registry, WalkerSchema
+from .prepared import PreparedCandles, prepared_horizon
+from .registry import ExchangeSchema, FrameSchema, Registry, WalkerSchema
 
 
 @dataclass
@@ -51,9 +60,34 @@ class WalkRecord:
 _worker_backtests: list[BacktestMode] = []
 
 
-def _adopt(backtests: BacktestMode) -> None:
-    """Worker initializer: remember the engine's backtest mode this worker runs for."""
+@dataclass(frozen=True)
+class SharedMarket:
+    """A walk's request to share prepared candles: which exchange, up to when, in what chunks."""
+
+    exchange: str
+    horizon_ms: int
+    per_request: int
+
+    def install(self, registry: Registry) -> tuple[ExchangeSchema, PreparedCandles]:
+        """Register a :class:`PreparedCandles` in the exchange's place; returns what it replaced."""
+        original = registry.exchanges.get(self.exchange)
+        prepared = PreparedCandles(original, horizon_ms=self.horizon_ms, per_request=self.per_request)
+        registry.exchanges.add(self.exchange, prepared.schema(), replace=True)
+        return original, prepared
+
+
+def _adopt(
+    backtests: BacktestMode, registry: Registry | None = None, share: SharedMarket | None = None
+) -> None:
+    """Worker initializer: remember the engine's backtest mode this worker runs for.
+
+    With ``share`` the worker's own copy of the registry serves the exchange through one
+    :class:`PreparedCandles` for as long as the worker lives: every strategy this process runs
+    reads the candles it prepared once.
+    """
     _worker_backtests[:] = [backtests]
+    if share is not None and registry is not None:
+        share.install(registry)
 
 
 def _worker_stats(
@@ -110,8 +144,14 @@ class WalkerMode:
         jobs: int = 1,
         callbacks: Mapping[str, Callable[..., Any]] | None = None,
         config: EngineConfig | None = None,
+        shared_market: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield the progress contract after each strategy, with that strategy's stats."""
+        """Yield the progress contract after each strategy, with that strategy's stats.
+
+        ``shared_market``: every process of the walk (this one, or each worker with ``jobs``)
+        fetches the exchange's candles once and serves every strategy it runs from them
+        (:class:`~backtest_kit.prepared.PreparedCandles`); a parameter grid walks this way.
+        """
         schema, frame = self._schema(walker)
         if jobs < 1:
             raise ConfigurationError(f"jobs must be >= 1, got {jobs}")
@@ -119,20 +159,28 @@ class WalkerMode:
         cbs = {**schema.callbacks, **(callbacks or {})}
         rec = WalkRecord(schema, symbol, status="running")
         self._walks[(symbol, schema.name)] = rec
+        share = (
+            SharedMarket(schema.exchange, prepared_horizon(frame.end_ms), cfg.max_candles_per_request)
+            if shared_market or schema.shared_market
+            else None
+        )
         pool: ProcessPoolExecutor | None = None
+        restore: ExchangeSchema | None = None
         futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         if jobs > 1 and len(schema.strategies) > 1:
             pool = ProcessPoolExecutor(
                 max_workers=min(jobs, len(schema.strategies)),
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_adopt,
-                initargs=(self._backtests,),
+                initargs=(self._backtests, self._registry, share),
             )
             loop = asyncio.get_running_loop()
             for name in schema.strategies:
                 futures[name] = loop.run_in_executor(
                     pool, _worker_stats, symbol, name, schema.exchange, frame, cfg
                 )
+        elif share is not None:
+            restore, _ = share.install(self._registry)
         try:
             for tested, name in enumerate(schema.strategies, start=1):
                 if rec.stop_requested:
@@ -143,6 +191,8 @@ class WalkerMode:
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+            if restore is not None:
+                self._registry.exchanges.add(schema.exchange, restore, replace=True)
             rec.status = "done"
         data = self._data(rec)
         await self._bus.walker_complete.emit(data)
@@ -209,6 +259,49 @@ class WalkerMode:
             "when": rec.when,
         }
 
+    def add_grid(
+        self,
+        name: str,
+        *,
+        strategy: str,
+        grid: Grid | str | Mapping[str, Any],
+        register: Callable[[Any], Any],
+        params: type[BaseModel] | None = None,
+        base: Mapping[str, Any] | None = None,
+        exchange: str,
+        frame: str,
+        metric: str = DEFAULT_METRIC,
+        replace: bool = False,
+    ) -> list[GridMember]:
+        """Register every member of ``grid`` over a parametrised strategy, and a walker ``name``
+        comparing them (each process of its walks fetches the candles once for all its members).
+
+        ``register(params)`` registers ``strategy`` with one member's parameters (the
+        ``STRATEGY``/``Params``/``register`` convention); ``params`` (a pydantic model) validates
+        every member, ``base`` merged under the grid's values, before anything is registered: a
+        bad grid raises one :class:`ConfigurationError` naming every bad member. Members are named
+        ``strategy[axis=value,...]`` (:func:`~backtest_kit.grid.member_label`).
+        """
+        members = grid_members(strategy, grid_from(grid), base=base, params=params)
+        for member in members:
+            register(member.validated if member.validated is not None else dict(member.params))
+            if strategy not in self._registry.strategies.items:
+                raise ConfigurationError(
+                    f"register() of strategy {strategy!r} did not register a strategy named {strategy!r}"
+                    " on this engine"
+                )
+            self._registry.copy_strategy(strategy, member.label, replace=True)
+        self._registry.add_walker(
+            name,
+            strategies=[m.label for m in members],
+            exchange=exchange,
+            frame=frame,
+            metric=metric,
+            replace=replace,
+            shared_market=True,
+        )
+        return members
+
     def stop(self, symbol: str, walker: str) -> None:
         """No further strategy starts; the running one finishes."""
         rec = self._walks.get((symbol, walker))
@@ -256,6 +349,52 @@ class WalkerMode:
             {"symbol": s, "walkerName": w, "status": rec.status}
             for (s, w), rec in sorted(self._walks.items())
         ]
+
+
+@dataclass(frozen=True)
+class GridMember:
+    """One member of a grid: its name, its grid values and the parameters it runs with."""
+
+    label: str
+    values: Mapping[str, Any]
+    params: Mapping[str, Any]
+    #: The ``Params`` instance the strategy is registered with (None without a model).
+    validated: BaseModel | None = field(default=None, compare=False, repr=False)
+
+
+def grid_members(
+    strategy: str,
+    grid: Grid,
+    *,
+    base: Mapping[str, Any] | None = None,
+    params: type[BaseModel] | None = None,
+) -> list[GridMember]:
+    """Every member of ``grid``, validated by ``params``; raises naming each member it refuses."""
+    out: list[GridMember] = []
+    problems: list[str] = []
+    for values in grid.members():
+        label = member_label(strategy, values, grid.names)
+        merged = {**(base or {}), **values}
+        if params is None:
+            out.append(GridMember(label, values, merged))
+            continue
+        try:
+            model = params.model_validate(merged)
+        except ValidationError as exc:
+            reasons = []
+            for err in exc.errors(include_url=False):
+                loc = ".".join(str(p) for p in err.get("loc", ()))
+                message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+                reasons.append(f"{loc}: {message}" if loc else message)
+            problems.append(f"{label}: {'; '.join(reasons)}")
+            continue
+        out.append(GridMember(label, values, model.model_dump(mode="json"), model))
+    if problems:
+        raise GridError(
+            f"invalid grid for strategy {strategy!r}: {len(problems)} of {len(grid)} members refused by "
+            f"{params.__name__ if params else 'its parameters'}:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    return out
 
 
 def rank(data: Mapping[str, Any]) -> list[dict[str, Any]]:

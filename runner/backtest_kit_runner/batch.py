@@ -6,7 +6,10 @@ an indexed Job (``walker-task``), so each pod backtests exactly one ``{label, st
 and reports its statistics through the pod's termination message, which the operator reads back
 without any storage or network between them. That message is capped by Kubernetes at 4096 bytes,
 so the result is written as compact JSON and trimmed to the comparison metrics if it would not fit;
-``backtest --output`` writes the same compact form.
+``backtest --output`` writes the same compact form. A parameter grid (``walker --grid``) expands
+one parametrised strategy into its members; in a Job (``walker-task --shards N``) each index runs
+its share of them in one process over one prepared market and reports them all in one message,
+``{"results": [...]}``, trimmed the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -33,7 +36,7 @@ from backtest_kit.notebook import chart_candles, frame_info, resolve_frame
 from backtest_kit.reports import trade_of
 
 from .exchange_setup import PreparedExchange, prepare_exchange
-from .loading import load_modules, resolve_strategy
+from .loading import load_modules, parametrised_offer, resolve_strategy
 from .options import (
     WALKER_METRICS,
     BacktestOptions,
@@ -50,6 +53,8 @@ log = logging.getLogger("backtest_kit_runner.batch")
 TERMINATION_MESSAGE_LIMIT = 4096
 #: Statistics kept when the full set would not fit.
 ESSENTIAL_STATS = ("totalSignals", "winCount", "lossCount", *WALKER_METRICS)
+#: Statistics a share's rows keep when even the essentials would not fit (the status table's).
+SHARE_STATS = ("totalSignals", "winRate", "totalPnl", "sharpeRatio", "maxDrawdown")
 #: The name an inline walker (``walker --strategies``) is registered under.
 INLINE_WALKER = "inline"
 
@@ -318,8 +323,31 @@ async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any]
         sys.stdout.flush()
 
 
+def results_message(rows: Sequence[Mapping[str, Any]], limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+    """``{"results": rows}`` as compact JSON, the rows' stats trimmed as far as it takes to fit."""
+    keeps: tuple[tuple[str, ...] | None, ...] = (None, ESSENTIAL_STATS, SHARE_STATS, ())
+    text = ""
+    for keep in keeps:
+        trimmed = [
+            dict(row)
+            if keep is None
+            else {**row, "stats": {k: v for k, v in (row.get("stats") or {}).items() if k in keep}}
+            for row in rows
+        ]
+        text = json.dumps(
+            {"results": trimmed, **({} if keep is None else {"statsTruncated": True})},
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+        if len(text.encode()) <= limit:
+            break
+    return text
+
+
 async def run_walker_task(options: WalkerTaskOptions) -> int:
     """``walker-task``: the indexed task's backtest, its compact result to ``--output``."""
+    if options.shards is not None:
+        return await _run_task_share(options)
     task = options.task
     check_output(options.output)
     log.info("walker task %d of %d: %s", options.job_completion_index, len(options.tasks), task.label)
@@ -345,6 +373,79 @@ async def run_walker_task(options: WalkerTaskOptions) -> int:
     }
     write_result(options.output, result_message(payload))
     return 0
+
+
+async def _run_task_share(options: WalkerTaskOptions) -> int:
+    """``walker-task --shards N``: this index's share of the tasks, one after the other in this
+    process over one prepared market, and every result in one termination message."""
+    check_output(options.output)
+    share = options.share
+    log.info("walker task share %d of %d: %d tasks", options.job_completion_index, options.shards, len(share))
+    modules = load_modules(options.load)
+    registry = backtest_kit.default_engine().registry
+    names: dict[str, str] = {}
+    for task in share:
+        chosen = resolve_strategy(
+            task.strategy, task.params, modules, registered=backtest_kit.list_strategies
+        )
+        registry.copy_strategy(chosen.name, task.label, replace=True)
+        names[task.label] = chosen.name
+    prepared = _prepare(options.exchange, options.exchange_options)
+    walker = f"{INLINE_WALKER}-share-{options.job_completion_index}"
+    try:
+        frame = register_frame(f"walker-{options.symbol}", options.frame, options.frame_interval)
+        backtest_kit.add_walker(
+            walker,
+            strategies=[t.label for t in share],
+            exchange=prepared.name,
+            frame=frame,
+            metric=options.metric,
+            replace=True,
+            shared_market=True,
+        )
+        async for _ in backtest_kit.Walker.run(options.symbol, walker=walker):
+            pass
+    finally:
+        await prepared.aclose()
+    data = await backtest_kit.Walker.get_data(options.symbol, walker)
+    rows = [
+        {
+            "label": r["strategyName"],
+            "strategy": names[r["strategyName"]],
+            "metric": options.metric,
+            "metricValue": r["metricValue"],
+            "stats": r["stats"] or {},
+            **({"error": str(r["error"])[:300]} if r["error"] else {}),
+        }
+        for r in data["strategyResults"]
+    ]
+    write_result(options.output, results_message(rows))
+    return 0
+
+
+def _grid_walker(options: WalkerOptions, modules: list[ModuleType], exchange: str) -> str:
+    """Register the members of ``--grid`` over the one ``--strategies`` entry; returns the walker.
+
+    Every member is validated by the strategy's ``Params`` first (all refusals in one message);
+    the walker shares the market: each process fetches the candles once for all its members.
+    """
+    assert options.grid is not None and options.frame is not None, "the options model requires both"
+    offer = parametrised_offer(options.strategies[0], modules, registered=backtest_kit.list_strategies)
+    frame = register_frame(f"walker-{options.symbol}", options.frame, options.frame_interval)
+    members = backtest_kit.Walker.add_grid(
+        INLINE_WALKER,
+        strategy=offer.name,
+        grid=options.grid,
+        register=offer.register,
+        params=offer.params_model,
+        base=options.params,
+        exchange=exchange,
+        frame=frame,
+        metric=options.metric,
+        replace=True,
+    )
+    log.info("grid of %s: %d members", offer.name, len(members))
+    return INLINE_WALKER
 
 
 def _inline_walker(options: WalkerOptions, modules: list[ModuleType], exchange: str) -> str:
@@ -383,7 +484,10 @@ async def run_walker(options: WalkerOptions) -> int:
     unsubscribe = backtest_kit.listen_error(errors)
     bar = Bar(False, "strategies")  # the clock of the ETA; one line per strategy is the display
     try:
-        name = options.walker or _inline_walker(options, modules, prepared.name)
+        if options.grid is not None:
+            name = _grid_walker(options, modules, prepared.name)
+        else:
+            name = options.walker or _inline_walker(options, modules, prepared.name)
         if name not in backtest_kit.list_walkers():
             known = ", ".join(sorted(backtest_kit.list_walkers())) or "(none)"
             raise ConfigurationError(f"unknown walker {name!r}; registered: {known}")

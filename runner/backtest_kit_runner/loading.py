@@ -155,18 +155,7 @@ def resolve_strategy(
 
     ``registered`` lists the strategy names the engine knows (``list_strategies``).
     """
-    offers: dict[str, ParametrisedStrategy] = {}
-    for module in modules:
-        offer = parametrised_strategy(module)
-        if offer is not None:
-            if offer.name in offers:
-                first = offers[offer.name].module  # two modules claim one name
-                raise StrategyLoadError(f"strategy {offer.name!r} offered by {first} and by {offer.module}")
-            offers[offer.name] = offer
-    if name not in offers and name in BUILTIN_MODULES:
-        offer = parametrised_strategy(load_module(BUILTIN_MODULES[name]))
-        if offer is not None:
-            offers[name] = offer
+    offers = _offers(name, modules)
     if name in offers:
         return _register_with_params(offers[name], params, registered)
     known = set(registered())
@@ -182,6 +171,42 @@ def resolve_strategy(
             "a parametrised strategy module defines STRATEGY, Params and register(params)"
         )
     return LoadedStrategy(name, {}, None, None)
+
+
+def _offers(name: str, modules: Iterable[ModuleType]) -> dict[str, ParametrisedStrategy]:
+    """The parametrised strategies of ``modules``, plus the built-in one named ``name`` if any."""
+    offers: dict[str, ParametrisedStrategy] = {}
+    for module in modules:
+        offer = parametrised_strategy(module)
+        if offer is not None:
+            if offer.name in offers:
+                first = offers[offer.name].module  # two modules claim one name
+                raise StrategyLoadError(f"strategy {offer.name!r} offered by {first} and by {offer.module}")
+            offers[offer.name] = offer
+    if name not in offers and name in BUILTIN_MODULES:
+        offer = parametrised_strategy(load_module(BUILTIN_MODULES[name]))
+        if offer is not None:
+            offers[name] = offer
+    return offers
+
+
+def parametrised_offer(
+    name: str, modules: Iterable[ModuleType], *, registered: Callable[[], Iterable[str]]
+) -> ParametrisedStrategy:
+    """The parametrised strategy ``name`` (a ``--grid`` varies one); nothing is registered yet."""
+    offers = _offers(name, modules)
+    if name in offers:
+        return offers[name]
+    if name in set(registered()):
+        raise StrategyLoadError(
+            f"strategy {name!r} takes no parameters, so there is no grid to vary; a parametrised "
+            "strategy module defines STRATEGY, Params and register(params)"
+        )
+    choices = sorted(set(offers) | set(BUILTIN_MODULES))
+    raise StrategyLoadError(
+        f"unknown parametrised strategy {name!r}; available: {', '.join(choices) or '(none)'}"
+        " (load your own with --load MODULE_OR_FILE)"
+    )
 
 
 def validate_params(offer: ParametrisedStrategy, params: Mapping[str, Any]) -> BaseModel:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticUndefined
 
 from backtest_kit.candles import FRAME_INTERVALS
+from backtest_kit.grid import Grid, shards
 from backtest_kit.metrics import METRIC_NAMES, check_metric_name
 
 ENV_PREFIX = "BACKTEST_KIT_"
@@ -217,6 +218,21 @@ def _frame(value: object) -> object:
 FrameRef = Annotated[Frame | str, BeforeValidator(_frame)]
 
 
+def _grid(value: object) -> object:
+    """The ``--grid`` text is expanded now, so a bad axis is reported with the other options."""
+    if isinstance(value, str):
+        from backtest_kit.grid import GridError, parse_grid
+
+        try:
+            return parse_grid(value)
+        except GridError as exc:
+            raise ValueError(str(exc).removeprefix("invalid grid:").strip().replace("\n  ", "; ")) from None
+    return value
+
+
+GridAxes = Annotated[Grid, BeforeValidator(_grid)]
+
+
 # -- the option table ---------------------------------------------------------------------------------
 
 
@@ -327,6 +343,19 @@ OPTIONS: dict[str, OptionSpec] = _specs(
         choices_label="built in",
     ),
     OptionSpec("jobs", "strategies backtested in parallel processes", metavar="N"),
+    OptionSpec(
+        "grid",
+        "walker: every combination of these parameter values of the one --strategies entry, e.g. "
+        "'fast=3,5,8,10 slow=20..50:10' (space-separated axes NAME=V1,V2,... or NAME=FROM..TO[:STEP]); "
+        "--params gives the other parameters",
+        metavar="AXES",
+    ),
+    OptionSpec(
+        "shards",
+        "walker-task: split --tasks into this many shares (round-robin); the index runs its whole "
+        "share over one prepared market",
+        metavar="N",
+    ),
     OptionSpec("tasks", "JSON list of {label, strategy, params}", metavar="JSON"),
     OptionSpec(
         "job_completion_index", "which task to run (set by an indexed Job)", env="JOB_COMPLETION_INDEX"
@@ -463,6 +492,8 @@ class WalkerOptions(_Backtested):
     walker: Name | None = None
     strategies: NameList = ()
     jobs: int = Field(1, ge=1, le=256)
+    grid: GridAxes | None = None
+    params: JsonObject = Field(default_factory=dict)
     json_file: Path | None = None
     quiet: bool = False
     log_level: LogLevel = "WARNING"
@@ -471,6 +502,10 @@ class WalkerOptions(_Backtested):
     def _walker_or_inline(self) -> WalkerOptions:
         if self.walker is not None and self.strategies:
             raise ValueError("give --walker NAME or --strategies, not both")
+        if self.grid is not None and len(self.strategies) != 1:
+            raise ValueError("--grid varies one strategy: give exactly one --strategies entry (not --walker)")
+        if self.params and self.grid is None:
+            raise ValueError("--params with walker gives the fixed parameters of a --grid; give --grid too")
         if self.walker is None and (not self.strategies or self.frame is None):
             missing = [f for f, v in (("--strategies", self.strategies), ("--frame", self.frame)) if not v]
             raise ValueError(
@@ -498,19 +533,32 @@ class WalkerTaskOptions(_Backtested):
     job_completion_index: int = Field(ge=0)
     frame: FrameRef
     output: Path = DEFAULT_OUTPUT
+    shards: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _index_in_range(self) -> WalkerTaskOptions:
-        if self.job_completion_index >= len(self.tasks):
+        count = len(self.tasks) if self.shards is None else min(self.shards, len(self.tasks))
+        if self.shards is not None and self.shards > len(self.tasks):
+            raise ValueError(f"--shards {self.shards} is more than the {len(self.tasks)} tasks")
+        if self.job_completion_index >= count:
+            what = "tasks" if self.shards is None else "shares"
             raise ValueError(
-                f"JOB_COMPLETION_INDEX {self.job_completion_index} is out of range: "
-                f"there are {len(self.tasks)} tasks"
+                f"JOB_COMPLETION_INDEX {self.job_completion_index} is out of range: there are {count} {what}"
             )
+        if self.shards is not None and len({t.label for t in self.tasks}) != len(self.tasks):
+            raise ValueError("two tasks have the same label (a share runs them side by side)")
         return self
 
     @property
     def task(self) -> WalkerTask:
         return self.tasks[self.job_completion_index]
+
+    @property
+    def share(self) -> tuple[WalkerTask, ...]:
+        """The tasks this index runs: its round-robin share with ``--shards``, else its one task."""
+        if self.shards is None:
+            return (self.task,)
+        return tuple(self.tasks[i] for i in shards(len(self.tasks), self.shards)[self.job_completion_index])
 
 
 COMMANDS: dict[str, type[RunnerOptions]] = {

@@ -107,10 +107,19 @@ def test_the_python_examples_run_as_plain_scripts(workdir: Path, name: str) -> N
 
 def test_the_walker_command_runs_as_written(workdir: Path) -> None:
     walker = [b for b in readme_blocks() if b.kind == "bash" and "backtest-kit walker" in b.text]
-    assert len(walker) == 1
+    assert len(walker) == 2
     run(["bash", "-euo", "pipefail", "-c", walker[0].text], workdir)
     data = json.loads((workdir / "walk.json").read_text())
     assert data["bestStrategy"] in {"a_long_tp1_sl1", "c_limit_sched", "d_sma_cross"}
+
+
+def test_the_grid_command_ranks_all_sixteen_members_as_written(workdir: Path) -> None:
+    grid = [b for b in readme_blocks() if b.kind == "bash" and "--grid" in b.text]
+    assert len(grid) == 1
+    done = run(["bash", "-euo", "pipefail", "-c", grid[0].text], workdir)
+    ranked = [line for line in done.stdout.splitlines() if line.startswith("| ") and "sma-cross[" in line]
+    assert len(ranked) == 10 and ranked[0].startswith("| 1 | sma-cross[fast=")  # the report's top 10
+    assert done.stderr.count("sma-cross[") >= 16  # one progress line per member
 
 
 async def test_the_data_example_downloads_then_backtests_offline(workdir: Path, binance: FakeBinance) -> None:
