@@ -252,7 +252,7 @@ def validate_candle_arrays(
     if not np.array_equal(arr.ts, expected):
         i = int(np.flatnonzero(arr.ts != expected)[0])
         raise fail(f"candle {i} opens at {iso(int(arr.ts[i]))}, expected {iso(int(expected[i]))}")
-    if not _all_usable(arr):
+    if not all_usable(arr):
         problem = _first_bad_candle(arr)
         if problem is not None:
             raise fail(problem)
@@ -266,7 +266,7 @@ def validate_candle_arrays(
         raise fail(f"candle {i} has a price below reference/{anomaly_factor:g} (anomaly)")
 
 
-def _all_usable(arr: CandleArrays) -> bool:
+def all_usable(arr: CandleArrays) -> bool:
     """True when every candle passes the per-candle checks: few numpy passes for the common case.
 
     ``0 < low <= min(open, close)`` and ``max(open, close) <= high`` with high and volume finite

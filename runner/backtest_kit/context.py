@@ -49,8 +49,7 @@ def _ctx(fn: str) -> ExecutionContext:
 async def get_candles(symbol: str, interval: str, limit: int) -> list[Candle]:
     """The ``limit`` candles of ``interval`` that closed before the current minute, oldest first."""
     ctx = _ctx("get_candles")
-    arr = await ctx.client.historical(symbol, interval, ctx.when_ms, limit)
-    return arr.to_candles()
+    return await ctx.client.historical_candles(symbol, interval, ctx.when_ms, limit)
 
 
 async def get_average_price(symbol: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from .candles import (
     MINUTE_MS,
     Candle,
     CandleArrays,
+    all_usable,
     candle_arrays_checked,
     candle_vwap,
     from_ms,
@@ -30,15 +32,54 @@ from .config import EngineConfig
 from .errors import CandleDataError, ConfigurationError, ExchangeUnavailableError
 from .registry import ExchangeSchema
 
+#: How much history one block load covers (in 1m candles, so the same work at every interval).
+BLOCK_MINUTES = 50_000
+
+
+@dataclass(slots=True)
+class _Block:
+    """Candles of one (symbol, interval) loaded once and served as slices to every request inside.
+
+    ``checked`` is True when the load proved that every slice passes validation (every candle is
+    usable and no price can be an anomaly against any slice's reference); otherwise each slice is
+    validated as a request of its own would be, so errors appear at the same request as before.
+    """
+
+    since_ms: int
+    step: int
+    arr: CandleArrays
+    checked: bool
+    rows: list[Candle] | None = None  # the block as candles, made on the first list request
+
+    def slice(self, since_ms: int, limit: int) -> CandleArrays | None:
+        i, off = divmod(since_ms - self.since_ms, self.step)
+        if off or i < 0 or i + limit > len(self.arr):
+            return None
+        return self.arr.slice(i, i + limit)
+
+    def candles(self, since_ms: int, limit: int) -> list[Candle]:
+        if self.rows is None:
+            self.rows = self.arr.to_candles()
+        i = (since_ms - self.since_ms) // self.step
+        return self.rows[i : i + limit]
+
 
 class ExchangeClient:
-    """Calls one registered exchange the way the engine needs: chunked, retried, validated."""
+    """Calls one registered exchange the way the engine needs: chunked, retried, validated.
+
+    In a backtest, the history a strategy asks for (``historical``) is served from blocks
+    loaded once per (symbol, interval), so a strategy calling ``get_candles`` every minute costs a
+    slice, not a new load, aggregation and validation of the same candles (historical candles do
+    not change while a backtest reads them).
+    """
 
     def __init__(self, schema: ExchangeSchema, *, backtest: bool, config: EngineConfig) -> None:
         self.schema = schema
         self.name = schema.name
         self.backtest = backtest
         self.config = config
+        self._blocks: dict[tuple[str, str], _Block] = {}
+        self._block_cap: dict[tuple[str, str], int] = {}  # shrinks when a block load fails
 
     async def fetch(self, symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
         """Exactly ``limit`` candles from ``since_ms`` (validated), in request-sized chunks."""
@@ -125,7 +166,95 @@ class ExchangeClient:
         """The ``limit`` candles that closed before ``when`` (never the one opening at it)."""
         step = interval_ms(interval)
         aligned = when_ms // step * step
-        return await self.fetch(symbol, interval, aligned - limit * step, limit)
+        since = aligned - limit * step
+        if self.backtest and limit > 0:
+            served = await self._from_block(symbol, interval, since, limit, step)
+            if served is not None:
+                return served
+        return await self.fetch(symbol, interval, since, limit)
+
+    async def historical_candles(self, symbol: str, interval: str, when_ms: int, limit: int) -> list[Candle]:
+        """:meth:`historical` as a list of candles (what ``get_candles`` gives a strategy)."""
+        step = interval_ms(interval)
+        since = when_ms // step * step - limit * step
+        if self.backtest and limit > 0:
+            found = await self._block_for(symbol, interval, since, limit, step)
+            if found is not None:
+                return found[0].candles(since, limit)
+        return (await self.fetch(symbol, interval, since, limit)).to_candles()
+
+    async def _from_block(
+        self, symbol: str, interval: str, since_ms: int, limit: int, step: int
+    ) -> CandleArrays | None:
+        """The request as a slice of a block, or None to fetch it on its own."""
+        found = await self._block_for(symbol, interval, since_ms, limit, step)
+        return found[1] if found is not None else None
+
+    async def _block_for(
+        self, symbol: str, interval: str, since_ms: int, limit: int, step: int
+    ) -> tuple[_Block, CandleArrays] | None:
+        """The block holding the request and the request's slice (validated unless the block
+        proved it needs no check), or None to fetch the request on its own."""
+        key = (symbol, interval)
+        block = self._blocks.get(key)
+        part = block.slice(since_ms, limit) if block is not None else None
+        if block is None or part is None:
+            block = await self._load_block(key, since_ms, limit, step)
+            if block is None:
+                return None
+            part = block.slice(since_ms, limit)
+            assert part is not None
+        if not block.checked:
+            self._validate(part, symbol, interval, since_ms, limit)
+        return block, part
+
+    async def _load_block(self, key: tuple[str, str], since_ms: int, limit: int, step: int) -> _Block | None:
+        """One attempt at a block from ``since_ms``; None (and a smaller next try) on any failure.
+
+        A failure here is never reported: the request is then fetched on its own, with the usual
+        retries and errors. Blocks usually fail only where the data ends.
+        """
+        symbol, interval = key
+        n = max(limit * 2, BLOCK_MINUTES * MINUTE_MS // step)
+        if self.schema.get_candle_arrays is None:
+            n = min(n, self.config.max_candles_per_request)
+        n = min(n, self._block_cap.get(key, n))
+        if n <= limit:
+            return None
+        try:
+            fn = self.schema.get_candle_arrays
+            if fn is not None:
+                arr = fn(symbol, interval, since_ms, n)
+            else:
+                raw = await self.schema.get_candles(symbol, interval, from_ms(since_ms), n)
+                candles = _dedupe(_coerce(raw))
+                arr = candle_arrays_checked(candles, symbol=symbol, interval=interval, since_ms=since_ms)
+            expected = np.arange(since_ms, since_ms + n * step, step, dtype=np.int64)
+            if len(arr) != n or not np.array_equal(arr.ts, expected):
+                raise CandleDataError(
+                    "short or misaligned block", symbol=symbol, interval=interval, since_ms=since_ms
+                )
+        except Exception:
+            self._block_cap[key] = n // 2
+            return None
+        factor = self.config.get_candles_price_anomaly_threshold_factor
+        # a slice's reference (median or mean) is at most its highest high, so when the lowest
+        # low of the block clears the highest high / factor, no slice can hold an anomaly
+        checked = all_usable(arr) and float(arr.low.min()) >= float(arr.high.max()) / factor
+        block = _Block(since_ms, step, arr, checked)
+        self._blocks[key] = block
+        return block
+
+    def _validate(self, arr: CandleArrays, symbol: str, interval: str, since_ms: int, limit: int) -> None:
+        validate_candle_arrays(
+            arr,
+            symbol=symbol,
+            interval=interval,
+            since_ms=since_ms,
+            limit=limit,
+            anomaly_factor=self.config.get_candles_price_anomaly_threshold_factor,
+            min_for_median=self.config.get_candles_min_candles_for_median,
+        )
 
     async def average_price(self, symbol: str, when_ms: int) -> float:
         n = self.config.avg_price_candles_count
