@@ -111,13 +111,23 @@ def _forbidden_status(body: kopf.Body, exc: Exception, patch: kopf.Patch) -> Non
     post_events(body, current, {**current, **wanted})
 
 
-def _invalid_spec_status(body: kopf.Body, exc: Exception, patch: kopf.Patch) -> None:
+def _invalid_spec_status(
+    body: kopf.Body, exc: Exception, patch: kopf.Patch, *, condition: bool = False
+) -> None:
+    """Phase Failed with the reason; ``condition`` also sets Ready=False, reason InvalidSpec."""
     current = dict(body.get("status") or {})
-    wanted = {
+    generation = body.meta.get("generation")
+    wanted: dict[str, Any] = {
         "phase": "Failed",
         "message": f"invalid spec: {exc}",
-        "observedGeneration": body.meta.get("generation"),
+        "observedGeneration": generation,
     }
+    if condition:
+        wanted["conditions"] = merge_conditions(
+            current.get("conditions"),
+            [Condition(READY, "False", "InvalidSpec", wanted["message"][:1000])],
+            generation=generation,
+        )
     delta = status_delta(current, wanted)
     if delta:
         patch.setdefault("status", {}).update(delta)
@@ -214,7 +224,7 @@ async def walker_started(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **
             await walkers.start(svc, body)
             await walkers.sync(svc, body)
         except SpecError as exc:
-            _invalid_spec_status(body, exc, patch)
+            _invalid_spec_status(body, exc, patch, condition=True)
             raise kopf.PermanentError(f"invalid Walker spec: {exc}") from exc
         except (ManifestRejected, walkers.ForeignJob) as exc:
             _invalid_spec_status(body, exc, patch)

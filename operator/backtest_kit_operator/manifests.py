@@ -413,15 +413,17 @@ def build_pvc(trader: Mapping[str, Any], *, access_mode: str = "ReadWriteOnce") 
 
 
 def walker_tasks(spec: WalkerSpec) -> list[dict[str, Any]]:
-    """``BACKTEST_KIT_TASKS``: one ``{label, strategy, params}`` per Job index, in spec order."""
+    """``BACKTEST_KIT_TASKS``: one ``{label, strategy, params}`` per strategy or grid member, in
+    spec order (one per Job index, or dealt round-robin to ``spec.task_shards`` indices)."""
     return [
-        {"label": entry.effective_label, "strategy": entry.name, "params": dict(entry.parameters)}
-        for entry in spec.strategies
+        {"label": entry.label, "strategy": entry.name, "params": dict(entry.parameters)}
+        for entry in spec.entries
     ]
 
 
 def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
-    """An Indexed Job with one completion per strategy, each running ``walker-task``.
+    """An Indexed Job with one completion per strategy, each running ``walker-task``; with a grid,
+    one completion per share of the members (``walker-task --shards``).
 
     Pods never restart in place (``restartPolicy: Never``) so each attempt leaves its own
     termination message. Retries are per index (``backoffLimitPerIndex: 1``), and a task that
@@ -434,10 +436,11 @@ def build_walker_job(walker: Mapping[str, Any], settings: OperatorSettings) -> d
     spec = parse_walker_spec(walker.get("spec") or {})
     image, pull = _image(spec.runner, settings)
     volumes, mounts, load = _module_parts(spec.module)
-    total = len(spec.strategies)
+    total = len(spec.shares())
     env = _env(
         [
             ("BACKTEST_KIT_TASKS", _json(walker_tasks(spec))),
+            ("BACKTEST_KIT_SHARDS", None if spec.task_shards is None else str(spec.task_shards)),
             ("BACKTEST_KIT_SYMBOL", spec.symbol),
             ("BACKTEST_KIT_EXCHANGE", spec.exchange.runner_argument),
             (

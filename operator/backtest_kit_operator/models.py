@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,11 +27,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from backtest_kit.candles import FRAME_INTERVALS
+from backtest_kit.grid import Grid, GridError, grid_from, member_label, shards
 from backtest_kit.metrics import DEFAULT_METRIC, check_metric_name
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+
+#: A Walker's grid may have at most this many members, and a Job index runs at most this many
+#: of them (so their results fit one 4096-byte termination message).
+MAX_GRID_MEMBERS = 512
+GRID_MEMBERS_PER_TASK = 8
 
 ExchangeName = Literal["synthetic", "binance", "csv"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -169,15 +176,78 @@ class WalkerStrategy(SpecModel):
         return self.label or self.name
 
 
+@dataclass(frozen=True)
+class WalkerEntry:
+    """One backtest a Walker ranks: a ``strategies`` entry, or one member of ``grid``."""
+
+    label: str
+    name: str
+    parameters: Mapping[str, Any]
+
+
+def _grid(value: object) -> object:
+    """``spec.grid`` is expanded by the engine's grid rules (the runner's ``--grid`` uses them too)."""
+    if value is None:
+        return None
+    try:
+        grid = grid_from(value)  # type: ignore[arg-type]
+    except GridError as exc:
+        raise ValueError(str(exc).removeprefix("invalid grid:").strip().replace("\n  ", "; ")) from None
+    if len(grid) > MAX_GRID_MEMBERS:
+        raise ValueError(f"the grid has {len(grid):,} members; a Walker runs at most {MAX_GRID_MEMBERS}")
+    return grid
+
+
 class WalkerSpec(SpecModel):
     symbol: str = Field(pattern=SYMBOL_PATTERN)
     exchange: Exchange
     frame: Frame
     strategies: tuple[WalkerStrategy, ...] = Field(min_length=1, max_length=128)
+    grid: Annotated[Grid | None, BeforeValidator(_grid)] = None
+    """Every combination of these parameter values of the one ``strategies`` entry (whose
+    ``parameters`` are the fixed ones) is one member; the Job's indices split the members."""
     module: StrategyModule | None = None
     metric: WalkerMetric = DEFAULT_METRIC
     parallelism: int = Field(2, ge=1, le=64)
     runner: Runner = Runner.model_validate({})
+
+    @model_validator(mode="after")
+    def _grid_varies_one_strategy(self) -> WalkerSpec:
+        if self.grid is not None and len(self.strategies) != 1:
+            raise ValueError(
+                f"a grid varies one strategy: strategies has {len(self.strategies)} entries, give exactly one"
+            )
+        return self
+
+    @property
+    def entries(self) -> tuple[WalkerEntry, ...]:
+        """What the Walker ranks, in order: its strategies, or its grid's members."""
+        if self.grid is None:
+            return tuple(WalkerEntry(s.effective_label, s.name, dict(s.parameters)) for s in self.strategies)
+        (base,) = self.strategies
+        return tuple(
+            WalkerEntry(
+                member_label(base.name, values, self.grid.names), base.name, {**base.parameters, **values}
+            )
+            for values in self.grid.members()
+        )
+
+    @property
+    def task_shards(self) -> int | None:
+        """How many Job indices share a grid's members (None: one index per strategy).
+
+        At least ``parallelism`` (every pod busy) and few enough members per index that their
+        results fit one termination message."""
+        if self.grid is None:
+            return None
+        count = len(self.grid)
+        return min(count, max(self.parallelism, -(-count // GRID_MEMBERS_PER_TASK)))
+
+    def shares(self) -> list[list[int]]:
+        """The entry indices each Job index runs (one each without a grid)."""
+        count = len(self.entries)
+        parts = self.task_shards
+        return [[i] for i in range(count)] if parts is None else shards(count, parts)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> WalkerSpec:

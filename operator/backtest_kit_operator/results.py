@@ -1,7 +1,8 @@
 """Walker results: from the Job's pods (termination messages) to the status table and the report.
 
 Each ``walker-task`` pod writes ``{"label", "strategy", "metric", "metricValue", "stats"}`` to its
-termination message; the completion index annotation says which strategy it ran. This module
+termination message; the completion index annotation says which strategy it ran. A grid's pod runs
+a share of the members and writes ``{"results": [...]}``, one row per member, matched by label. This module
 reads those pods, keeps the best attempt per index (a success beats a failure, the newest attempt
 beats older ones), and builds the Walker status (progress, per-strategy table, best strategy) and
 the full JSON report. Pure functions only: the reconciler lists pods and writes the outcome.
@@ -72,29 +73,68 @@ def parse_message(message: str) -> dict[str, Any] | None:
 
 
 def task_from_pod(pod: Mapping[str, Any], spec: WalkerSpec) -> TaskResult | None:
-    """What one finished pod says about its index; None for running pods or foreign indices."""
+    """What one finished pod says about its (first) entry; None for running pods or foreign indices."""
+    found = results_from_pod(pod, spec)
+    return found[0] if found else None
+
+
+def results_from_pod(pod: Mapping[str, Any], spec: WalkerSpec) -> list[TaskResult]:
+    """What one finished pod says about each entry of its share (one without a grid); ``[]`` for
+    running pods or foreign indices."""
     index = _completion_index(pod)
-    if index is None or not 0 <= index < len(spec.strategies):
-        return None
-    entry = spec.strategies[index]
+    shares = spec.shares()
+    if index is None or not 0 <= index < len(shares):
+        return []
+    entries = spec.entries
     phase = (pod.get("status") or {}).get("phase")
     terminated = _terminated(pod)
     if phase not in ("Succeeded", "Failed") and terminated is None:
-        return None
+        return []
     message = str((terminated or {}).get("message") or "")
     document = parse_message(message)
     exit_code = (terminated or {}).get("exitCode")
     ok = phase == "Succeeded" or exit_code == 0
+    share = shares[index]
+    if ok and document is not None and spec.task_shards is not None:
+        return _share_results(document, share, spec)
     if ok and document is not None:
-        stats = document.get("stats") if isinstance(document.get("stats"), dict) else {}
-        value = usable(document.get("metricValue"))
-        if value is None and document.get("metric") in (None, spec.metric):
-            value = metric_value(stats, spec.metric)
-        return TaskResult(index, entry.effective_label, entry.name, "Succeeded", value, dict(stats or {}))
+        (i,) = share
+        return [_succeeded(i, entries[i].label, entries[i].name, document, spec)]
     why = message.strip() or str((terminated or {}).get("reason") or "task failed")
     if ok:
         why = f"task finished without a result JSON in its termination message: {why[:200]}"
-    return TaskResult(index, entry.effective_label, entry.name, "Failed", message=why[:1000])
+    return [TaskResult(i, entries[i].label, entries[i].name, "Failed", message=why[:1000]) for i in share]
+
+
+def _succeeded(
+    index: int, label: str, strategy: str, document: Mapping[str, Any], spec: WalkerSpec
+) -> TaskResult:
+    stats = document.get("stats") if isinstance(document.get("stats"), dict) else {}
+    value = usable(document.get("metricValue"))
+    if value is None and document.get("metric") in (None, spec.metric):
+        value = metric_value(stats, spec.metric)
+    return TaskResult(index, label, strategy, "Succeeded", value, dict(stats or {}))
+
+
+def _share_results(document: Mapping[str, Any], share: Sequence[int], spec: WalkerSpec) -> list[TaskResult]:
+    """A share's ``{"results": [...]}``, matched to its entries by label (a missing one failed)."""
+    found = document.get("results")
+    rows: list[Any] = found if isinstance(found, list) else []
+    by_label = {str(r.get("label")): r for r in rows if isinstance(r, dict)}
+    entries = spec.entries
+    out = []
+    for i in share:
+        entry = entries[i]
+        row = by_label.get(entry.label)
+        if row is None:
+            out.append(
+                TaskResult(i, entry.label, entry.name, "Failed", message="no result in the share's message")
+            )
+        elif row.get("error"):
+            out.append(TaskResult(i, entry.label, entry.name, "Failed", message=str(row["error"])[:1000]))
+        else:
+            out.append(_succeeded(i, entry.label, entry.name, row, spec))
+    return out
 
 
 def _newer(pod: Mapping[str, Any]) -> str:
@@ -105,23 +145,21 @@ def collect(pods: Sequence[Mapping[str, Any]], spec: WalkerSpec) -> list[TaskRes
     """One result per strategy in spec order; Pending where no pod has finished yet."""
     best: dict[int, tuple[TaskResult, str]] = {}
     for pod in pods:
-        result = task_from_pod(pod, spec)
-        if result is None:
-            continue
         when = _newer(pod)
-        seen = best.get(result.index)
-        if seen is None:
-            best[result.index] = (result, when)
-            continue
-        old, old_when = seen
-        if (old.state != "Succeeded" and result.state == "Succeeded") or (
-            old.state == result.state and when >= old_when
-        ):
-            best[result.index] = (result, when)
+        for result in results_from_pod(pod, spec):
+            seen = best.get(result.index)
+            if seen is None:
+                best[result.index] = (result, when)
+                continue
+            old, old_when = seen
+            if (old.state != "Succeeded" and result.state == "Succeeded") or (
+                old.state == result.state and when >= old_when
+            ):
+                best[result.index] = (result, when)
     out = []
-    for i, entry in enumerate(spec.strategies):
+    for i, entry in enumerate(spec.entries):
         found = best.get(i)
-        out.append(found[0] if found else TaskResult(i, entry.effective_label, entry.name, "Pending"))
+        out.append(found[0] if found else TaskResult(i, entry.label, entry.name, "Pending"))
     return out
 
 
@@ -253,7 +291,7 @@ def summarize(
                 {
                     "label": r.label,
                     "strategy": r.strategy,
-                    "parameters": dict(spec.strategies[r.index].parameters),
+                    "parameters": dict(spec.entries[r.index].parameters),
                     "state": r.state,
                     "rank": ranks.get(r.index),
                     "metricValue": r.metric_value,

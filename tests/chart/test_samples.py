@@ -87,12 +87,13 @@ def _ms(day: str) -> int:
 
 
 class TestEverySampleIsAcceptedByTheCluster:
-    def test_the_samples_hold_the_replay_the_binance_and_the_walker_examples(self) -> None:
+    def test_the_samples_hold_the_replay_the_binance_the_walker_and_the_grid_examples(self) -> None:
         names = {(d["kind"], d["metadata"]["name"]) for _, d in CUSTOM}
         assert names == {
             ("LiveTrader", "syn-demo"),
             ("LiveTrader", "eth-breakout"),
             ("Walker", "syn-january"),
+            ("Walker", "syn-january-grid"),
         }
 
     @pytest.mark.parametrize("sample", CUSTOM, ids=_ids)
