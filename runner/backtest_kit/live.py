@@ -42,6 +42,9 @@ YIELDED = frozenset({"opened", "closed", "cancelled"})
 #: write of the record instead of writing one of its own: a real-time trader still writes it in
 #: the minute it happened, a fast replay writes about once a second (item 41).
 BOOKKEEPING_DELAY_S = 1.0
+#: At maximum replay speed over stored history (an exchange with the columnar path), the candles
+#: of this many minutes come in one request and each minute is served its window from them.
+READ_AHEAD_MINUTES = 1440
 
 
 def state_key(symbol: str, strategy: str, exchange: str) -> str:
@@ -71,13 +74,36 @@ class LiveSession:
     record: RunRecord = field(default_factory=RunRecord)
     wiring: _Wiring | None = None  # while running: where the state is stored
     seen_ms: int | None = None  # the last minute watched: time never goes back past it
-    seen_candles: dict[int, tuple[float, ...]] = field(default_factory=dict)  # what recent ticks acted on
+    seen_candles: dict[int, Candle] = field(default_factory=dict)  # what recent ticks acted on
     reported: set[int] = field(default_factory=set)  # candles already reported as refused or changed
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
     totals: Totals = field(default_factory=lambda: Totals())  # counts and realised PnL (persisted)
     persisted_ms: int | None = None  # ``lastTickMs`` of the record last written
     unsaved_ms: int | None = None  # the minute of a bookkeeping change not written yet
     saved_at: float = -math.inf  # ``time.monotonic()`` of the last record written
+    ahead: _ReadAhead | None = None  # while replaying stored history at maximum speed
+
+
+@dataclass
+class _ReadAhead:
+    """Candles fetched ahead for a replay at maximum speed: many minutes in one request.
+
+    Each minute is served exactly the candles its own request would have returned (stored history
+    does not change while a replay reads it), and only from a block proven to pass, window by
+    window, the validation each of those requests would have passed; otherwise that minute asks
+    the exchange itself, as always.
+    """
+
+    until: int | None
+    since_ms: int = 0
+    rows: list[Candle] = field(default_factory=list)
+    retry_ms: int = 0  # a block that failed or was not proven: no new block before this minute
+
+    def serve(self, since_ms: int, count: int) -> list[Candle] | None:
+        i = (since_ms - self.since_ms) // MINUTE_MS
+        if since_ms < self.since_ms or i + count > len(self.rows):
+            return None
+        return self.rows[i : i + count]
 
 
 @dataclass(frozen=True)
@@ -144,6 +170,8 @@ class LiveMode:
         if on_restore is not None:
             on_restore(session.last_result)
         session.phase = "draining" if session.stop_requested else "running"
+        if getattr(clock, "max_speed", False) and wiring.inst.client.schema.get_candle_arrays is not None:
+            session.ahead = _ReadAhead(until)
         await self._bus.hook(wiring.inst.callback("on_init"), symbol)
         try:
             async for result in self._loop(session, wiring, clock or WallClock(), until, tick_ms):
@@ -154,7 +182,7 @@ class LiveMode:
             if not isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
                 await self._bus.exit.emit(exc)
             session.phase = "done" if session.phase == "draining" else "idle"
-            session.wiring = None
+            session.wiring = session.ahead = None
             raise
         try:
             self._flush(session, wiring)
@@ -171,7 +199,7 @@ class LiveMode:
                 durable=True,
                 drain=False,
             )
-        session.wiring = None
+        session.wiring = session.ahead = None
         session.phase = "done"
         await self._bus.done_live.emit(DoneEvent(symbol, strategy, exchange, "", False))
 
@@ -280,10 +308,11 @@ class LiveMode:
         inst = wiring.inst
         n = wiring.config.avg_price_candles_count
         first = self._first_unwatched(session, when)
-        arr = await inst.client.fetch(
-            inst.symbol, "1m", first - n * MINUTE_MS, (when - first) // MINUTE_MS + n
-        )
-        candles, refused, fresh = self._checked(session, wiring, arr.to_candles(), when)
+        since, count = first - n * MINUTE_MS, (when - first) // MINUTE_MS + n
+        fetched = await self._read_ahead(session, wiring, since, count)
+        if fetched is None:
+            fetched = (await inst.client.fetch(inst.symbol, "1m", since, count)).to_candles()
+        candles, refused, fresh = self._checked(session, wiring, fetched, when)
         bad = {p.since_ms for p in refused}
         for problem in fresh:
             await self._bus.error.emit(problem)
@@ -305,6 +334,39 @@ class LiveMode:
                 # the record on disk is still a valid older one; the next write carries the change
                 await self._bus.error.emit(failure)
         return session.stop_requested and session.state.flat
+
+    async def _read_ahead(
+        self, session: LiveSession, wiring: _Wiring, since: int, count: int
+    ) -> list[Candle] | None:
+        """The ``count`` candles from ``since`` out of a block fetched ahead, or ``None``: ask."""
+        ahead = session.ahead
+        if ahead is None:
+            return None
+        served = ahead.serve(since, count)
+        if served is not None or since < ahead.retry_ms:
+            return served
+        # never ask for a candle the run cannot watch, nor one that has not closed for real
+        end = min(
+            since + (count + READ_AHEAD_MINUTES) * MINUTE_MS, int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+        )
+        if ahead.until is not None:
+            end = min(end, ahead.until)
+        limit = (end - since) // MINUTE_MS
+        if limit <= count:
+            return None
+        inst, cfg = wiring.inst, wiring.config
+        try:
+            arr = await inst.client.fetch(inst.symbol, "1m", since, limit)
+        except Exception:
+            arr = None  # this minute asks for its own candles: its request reports what is wrong
+        # every window passes the anomaly check its own request would make if even the lowest low
+        # is above the highest high / factor (a window's reference is at most its highest value)
+        factor = cfg.get_candles_price_anomaly_threshold_factor
+        if arr is None or not float(arr.low.min()) * factor >= float(arr.high.max()) * (1 + 1e-9):
+            ahead.retry_ms = since + limit * MINUTE_MS
+            return None
+        ahead.since_ms, ahead.rows = since, arr.to_candles()
+        return ahead.serve(since, count)
 
     def _first_unwatched(self, session: LiveSession, when: int) -> int:
         """The first minute to watch: ``when``, or earlier when a signal missed some minutes."""
@@ -338,7 +400,9 @@ class LiveMode:
         out: list[Candle] = []
         for c in candles:
             before = seen.get(c.timestamp)
-            if before is not None and before != tuple(c[1:]):
+            if before is None:
+                seen[c.timestamp] = c
+            elif before != c:  # the same minute, so this compares the values
                 problems.append(
                     CandleProblem(
                         "the candle changed after the engine acted on it; the values acted on are kept",
@@ -347,14 +411,13 @@ class LiveMode:
                         since_ms=c.timestamp,
                     )
                 )
-                c = Candle(c.timestamp, *before)
-            else:
-                seen[c.timestamp] = tuple(c[1:])
+                c = before
             out.append(c)
         horizon = when - 60 * MINUTE_MS  # a bounded memory of what was acted on and reported
         for ts in [t for t in seen if t < horizon]:
             del seen[ts]
-        session.reported = {t for t in session.reported if t >= horizon}
+        if session.reported:
+            session.reported = {t for t in session.reported if t >= horizon}
         fresh = [p for p in problems if p.since_ms not in session.reported]
         session.reported.update(p.since_ms for p in fresh)
         session.data_errors += len(fresh)
@@ -700,6 +763,11 @@ def band_outliers(
     around them (``reach`` on each side): up and down wicks alike."""
     closes = [c.close for c in candles]
     out: list[CandleProblem] = []
+    up, down = 1 + band_percent / 100, 1 - band_percent / 100
+    if closes and (
+        max(c.high for c in candles) <= min(closes) * up and min(c.low for c in candles) >= max(closes) * down
+    ):
+        return out  # every median lies between the lowest and the highest close: nothing is beyond
     for i, c in enumerate(candles):
         around = sorted(closes[max(0, i - reach) : i + reach + 1])
         median = around[len(around) // 2]

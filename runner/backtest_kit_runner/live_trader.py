@@ -132,6 +132,9 @@ class LiveTrader:
         self._tick_errors = 0
         self._unsubscribe: list[Callable[[], None]] = []
         self._snapshot: Mapping[str, Any] = {}
+        #: ``/status`` ``config`` for the strategy it was made for: the options never change, and
+        #: rendering them on every tick cost more than the rest of a replayed minute.
+        self._config_json: tuple[LoadedStrategy | None, Mapping[str, Any]] | None = None
 
     # -- before the first tick ------------------------------------------------------------------
 
@@ -263,7 +266,6 @@ class LiveTrader:
             phase = "done" if self.finished else "draining"
         elif self.finished:
             phase = "done"
-        params = dict(self.strategy.params) if self.strategy else opts.params
         return {
             "phase": phase,
             "symbol": opts.symbol,
@@ -280,8 +282,16 @@ class LiveTrader:
             "paused": bool(engine.get("paused", False)),
             "closeRequested": bool(engine.get("closeRequested", False)),
             "stopReason": self.stop_reason,
-            "config": {**opts.to_json(), "params": params},
+            "config": self._config(),
         }
+
+    def _config(self) -> Mapping[str, Any]:
+        cached = self._config_json
+        if cached is None or cached[0] is not self.strategy:
+            opts = self.options
+            params = dict(self.strategy.params) if self.strategy else opts.params
+            cached = self._config_json = (self.strategy, {**opts.to_json(), "params": params})
+        return cached[1]
 
     def liveness(self) -> Probe:
         return self.heartbeat.liveness()

@@ -196,6 +196,7 @@ class RunnerMetrics:
         self._sides = {side: self._open_position.labels(**base, side=side) for side in SIDES}
         for side in self._sides.values():
             side.set(0)
+        self._side: str | None = None  # the side the open-position gauges show
         for reason in CLOSE_REASONS:
             self._closed_child(reason)
         self._draining.set(0)
@@ -208,8 +209,10 @@ class RunnerMetrics:
         action = result.action
         signal: SignalLike | None = getattr(result, "signal", None)
         side = signal.position if signal is not None and action in OPEN_ACTIONS else None
-        for name, child in self._sides.items():
-            child.set(1 if name == side else 0)
+        if side != self._side:  # the same side again (most ticks) leaves the gauges as they are
+            self._side = side
+            for name, child in self._sides.items():
+                child.set(1 if name == side else 0)
         price = getattr(result, "current_price", None)
         if side is None:
             self._unrealized_pnl.set(0)
