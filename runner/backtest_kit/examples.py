@@ -1,4 +1,5 @@
-"""Built-in exchange and strategies: the synthetic market and the three parity strategies.
+"""Built-in exchange and strategies: the synthetic market, the three parity strategies and a
+risk-refusing one.
 
 They need no file to load, so the README demo, the CLI and the tests can run anywhere. The
 strategies are also small worked examples of the strategy API.
@@ -7,6 +8,7 @@ strategies are also small worked examples of the strategy API.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from .context import get_candles
 from .registry import Registry
@@ -56,6 +58,27 @@ class AlternatingLimit:
         )
 
 
+async def g_risk_even_hours(symbol: str, when: datetime, price: float) -> SignalDto:
+    """Strategy a behind a risk profile that refuses every signal in an odd UTC hour.
+
+    A refusal rolls the throttle back, so in an odd hour the strategy is asked every minute:
+    a workload of many asks that end in a refusal.
+    """
+    return SignalDto(
+        position="long",
+        price_take_profit=price * 1.01,
+        price_stop_loss=price * 0.99,
+        minute_estimated_time=60,
+        note="g",
+    )
+
+
+def even_utc_hour(payload: dict[str, Any]) -> str | None:
+    """A risk validation: refuse when the signal is asked for in an odd UTC hour."""
+    hour = payload["timestamp"] // 3_600_000 % 24
+    return f"odd UTC hour {hour:02d}" if hour % 2 else None
+
+
 def _mean(xs: list[float]) -> float:
     total = 0.0
     for x in xs:
@@ -101,3 +124,9 @@ def register_builtins(registry: Registry) -> None:
         )
     if "d_sma_cross" not in registry.strategies.items:
         registry.add_strategy("d_sma_cross", interval="15m", get_signal=d_sma_cross)
+    if "g_risk_even_hours" not in registry.strategies.items:
+        if "even_hours" not in registry.risks.items:
+            registry.add_risk("even_hours", validations=[even_utc_hour])
+        registry.add_strategy(
+            "g_risk_even_hours", interval="5m", get_signal=g_risk_even_hours, risk="even_hours"
+        )

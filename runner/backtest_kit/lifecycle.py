@@ -19,7 +19,7 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
@@ -74,6 +74,13 @@ class Outcome:
     record_excursion: bool = True  # False: the close point does not update peak/fall (item 11)
 
 
+class _Keep:
+    """The type of :data:`KEEP`: "leave this field as it is" in :meth:`SignalState.evolve`."""
+
+
+KEEP = _Keep()
+
+
 @dataclass(frozen=True, slots=True)
 class SignalState:
     """Everything one ``symbol:strategy`` remembers between ticks (and live persists)."""
@@ -87,6 +94,25 @@ class SignalState:
     @property
     def flat(self) -> bool:
         return self.pending is None and self.scheduled is None
+
+    def evolve(
+        self,
+        *,
+        pending: SignalRow | _Keep | None = KEEP,
+        scheduled: SignalRow | _Keep | None = KEEP,
+        last_bucket: int | _Keep | None = KEEP,
+        last_pending_id: str | _Keep | None = KEEP,
+        milestones: frozenset[str] | _Keep = KEEP,
+    ) -> SignalState:
+        """A copy with some fields changed (``dataclasses.replace``, without its per-call
+        introspection: the engine makes a few per signal)."""
+        return SignalState(
+            self.pending if isinstance(pending, _Keep) else pending,
+            self.scheduled if isinstance(scheduled, _Keep) else scheduled,
+            self.last_bucket if isinstance(last_bucket, _Keep) else last_bucket,
+            self.last_pending_id if isinstance(last_pending_id, _Keep) else last_pending_id,
+            self.milestones if isinstance(milestones, _Keep) else milestones,
+        )
 
 
 #: A user callback to run once the transition is adopted: (callback name, arguments).
@@ -188,7 +214,7 @@ class StrategyInstance:
         self, state: SignalState, when_ms: int, price: float, feed: MinuteFeed | None = None
     ) -> Transition:
         """Items 15-18 and 20: call ``get_signal`` for this bucket; schedule, open, or stay idle."""
-        asked = replace(state, last_bucket=when_ms // self.interval_ms * self.interval_ms)
+        asked = state.evolve(last_bucket=when_ms // self.interval_ms * self.interval_ms)
         idle = (self.idle_result(when_ms, price),) if not self.backtest else ()
         try:
             dto = await self._get_signal(when_ms, price, feed)
@@ -202,7 +228,7 @@ class StrategyInstance:
             rejected = await self._risk_rejection(row, when_ms, price)
             if rejected is not None:
                 return self._rejected(state, rejected, idle)
-            scheduled = replace(asked, scheduled=row)
+            scheduled = asked.evolve(scheduled=row)
             return Transition(
                 scheduled,
                 (self.scheduled_result(row, when_ms, price),),
@@ -212,7 +238,7 @@ class StrategyInstance:
         rejected = await self._risk_rejection(row, when_ms, price)
         if rejected is not None:
             return self._rejected(state, rejected, idle)
-        opened = replace(asked, pending=row, last_pending_id=row.id)
+        opened = asked.evolve(pending=row, last_pending_id=row.id)
         return Transition(
             opened,
             (self.opened_result(row, when_ms, price),),
@@ -223,7 +249,7 @@ class StrategyInstance:
 
     def _rejected(self, state: SignalState, event: RiskEvent, idle: tuple[AnyResult, ...]) -> Transition:
         # a risk rejection rolls the throttle back (item 18): ask again on the next tick
-        return Transition(replace(state, last_bucket=None), idle, risk_events=(event,))
+        return Transition(state.evolve(last_bucket=None), idle, risk_events=(event,))
 
     async def _get_signal(self, when_ms: int, price: float, feed: MinuteFeed | None) -> SignalDto | None:
         """The strategy's answer, validated; raises the two errors a bad answer is reported as."""
@@ -358,7 +384,7 @@ class StrategyInstance:
         if rejected is not None:
             cancelled = self.cancelled_result(row, Outcome(when_ms, "user", vwap))
             return Transition(
-                replace(state, scheduled=None),
+                state.evolve(scheduled=None),
                 (cancelled,),
                 (("on_cancel", (self.symbol, row)),),
                 risk_events=(rejected,),
@@ -367,7 +393,7 @@ class StrategyInstance:
             )
         opened_row = self.start_tracking(row.model_copy(update={"is_scheduled": False}), when_ms)
         return Transition(
-            replace(state, scheduled=None, pending=opened_row, last_pending_id=opened_row.id),
+            state.evolve(scheduled=None, pending=opened_row, last_pending_id=opened_row.id),
             (self.opened_result(opened_row, when_ms, row.price_open),),
             (("on_open", (self.symbol, opened_row)),),
             reserve=opened_row.to_json() if self.risk_schema is not None else None,
@@ -379,7 +405,7 @@ class StrategyInstance:
         assert row is not None
         closed = self.closed_result(row, outcome)
         return Transition(
-            replace(state, pending=None, milestones=frozenset()),
+            state.evolve(pending=None, milestones=frozenset()),
             (closed,),
             (("on_close", (self.symbol, closed.signal, closed.pnl)),),
             release=True,
@@ -391,7 +417,7 @@ class StrategyInstance:
         row = state.scheduled
         assert row is not None
         return Transition(
-            replace(state, scheduled=None),
+            state.evolve(scheduled=None),
             (self.cancelled_result(row, outcome),),
             (("on_cancel", (self.symbol, row)),),
             persist="durable",
@@ -420,7 +446,7 @@ class StrategyInstance:
             row, outcome = await self.resolve_managed(feed, state.pending, frame_end_ms, activated=activated)
         else:
             row, outcome = await self.resolve_pending(feed, state.pending, frame_end_ms, activated=activated)
-        yield self.close(replace(state, pending=row), outcome)
+        yield self.close(state.evolve(pending=row), outcome)
 
     # ------------------------------------------------------------------ live: one tick
     async def _live_manage(self, state: SignalState, row: SignalRow, when_ms: int, vwap: float) -> Transition:
@@ -437,7 +463,7 @@ class StrategyInstance:
         else:
             persist = "lazy" if new != row or marks != state.milestones else "none"
         return Transition(
-            replace(state, pending=new, milestones=frozenset(marks)),
+            state.evolve(pending=new, milestones=frozenset(marks)),
             (active,),
             persist=persist,
             notices=(*sink.events, *sink.commits),
@@ -475,7 +501,7 @@ class StrategyInstance:
             active = build(ActiveResult, signal=row, **self._meta(when_ms, vwap))
             # peak/drawdown bookkeeping: atomic (a crash keeps it) but not fsynced, since losing
             # the latest extreme to a power cut changes statistics, not positions
-            return Transition(replace(state, pending=row), (active,), persist="lazy" if update else "none")
+            return Transition(state.evolve(pending=row), (active,), persist="lazy" if update else "none")
         if state.scheduled is not None:
             outcome = self.step_scheduled(state.scheduled, when_ms, vwap)
             if outcome is None:

@@ -54,7 +54,7 @@ class SignalDto(BaseModel):
 class Entry(BaseModel):
     """One entry of a position: the opening one, then each average-buy (DCA)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     price: float
     cost: float
@@ -67,7 +67,7 @@ class Entry(BaseModel):
 class Partial(BaseModel):
     """One partial close: ``percent`` of the cost basis that remained at that moment."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     type: Literal["profit", "loss"]
     percent: float
@@ -96,7 +96,7 @@ class SignalRow(BaseModel):
     every change makes a new row.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str
     symbol: str
@@ -351,6 +351,8 @@ def validate_signal(
     config: EngineConfig,
 ) -> None:
     """Check every rule of ENGINE.md item 17; raise one error listing all broken rules."""
+    if _plainly_valid(dto, current_price, config):
+        return
     pos = dto.position
     scheduled = dto.price_open is not None
     open_ = dto.price_open if scheduled else current_price
@@ -381,6 +383,47 @@ def validate_signal(
     ]
     if msgs:
         raise SignalValidationError(str(pos), symbol, msgs)
+
+
+def _plainly_valid(dto: SignalDto, price: float, config: EngineConfig) -> bool:
+    """True for the common signal that passes every rule: a market order of floats, with no
+    cost or multiplier of its own. Only a quick yes: anything else (or any doubt) goes through
+    the full check, which alone words the problems. Accepts nothing the full check refuses."""
+    if dto.price_open is not None or dto.cost is not None or dto.multiplier is not None:
+        return False
+    tp, sl = dto.price_take_profit, dto.price_stop_loss
+    if type(tp) is not float or type(sl) is not float or type(price) is not float:
+        return False
+    # NaN fails every comparison and infinity the upper bound, so these also prove finiteness
+    if not (0 < price <= MAX_PRICE and 0 < tp <= MAX_PRICE and 0 < sl <= MAX_PRICE):
+        return False
+    if dto.position == "long":
+        if not (config.enable_long_signal and sl < price < tp):
+            return False
+        tp_dist = (tp - price) / price * 100
+        sl_dist = (price - sl) / price * 100
+    elif dto.position == "short":
+        if not (config.enable_short_signal and tp < price < sl):
+            return False
+        tp_dist = (price - tp) / price * 100
+        sl_dist = (sl - price) / price * 100
+    else:
+        return False
+    if (
+        tp_dist < config.min_takeprofit_distance_percent
+        or sl_dist < config.min_stoploss_distance_percent
+        or sl_dist > config.max_stoploss_distance_percent
+    ):
+        return False
+    life = dto.minute_estimated_time
+    if life is None:
+        return True
+    return (
+        type(life) in (int, float)
+        and math.isfinite(life)  # an endless signal has its own rule: the full check
+        and 0 < life <= config.max_signal_lifetime_minutes
+        and life == int(life)
+    )
 
 
 def _position_problems(pos: object, config: EngineConfig) -> list[str]:
@@ -464,7 +507,7 @@ def _lifetime_problems(life: object, config: EngineConfig) -> list[str]:
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     symbol: str
     strategy_name: str

@@ -15,13 +15,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backtest_kit.candles import Candle
 from backtest_kit.errors import ConfigurationError
 
-from .exchanges import BinanceKlinesExchange, CandleFileExchange, CcxtExchange
 from .options import EXCHANGE_KINDS
+
+if TYPE_CHECKING:  # the adapters are imported when one is built: aiohttp alone takes 0.15 s
+    from .exchanges.binance import BinanceKlinesExchange
 
 log = logging.getLogger("backtest_kit_runner.exchange")
 
@@ -157,6 +159,8 @@ def binance_silence_s(adapter: BinanceKlinesExchange) -> float:
 
 
 def _binance(spec: ExchangeSpec, settings: Mapping[str, object], on_request: OnRequest | None) -> Any:
+    from .exchanges.binance import BinanceKlinesExchange
+
     kwargs: dict[str, Any] = {
         "max_retry_after": RUNNER_MAX_RETRY_AFTER_S,
         **_number(settings, "requestTimeout", float),
@@ -191,12 +195,16 @@ def prepare_exchange(
         register(spec.name, get_candles=binance.get_candles, replace=True)
         return PreparedExchange(spec.name, binance.close, silence_s=binance_silence_s(binance))
     if spec.kind == CCXT:
+        from .exchanges.ccxt_adapter import CcxtExchange
+
         ccxt = CcxtExchange(
             spec.argument or "", on_request=on_request, **_number(settings, "maxRetries", int)
         )
         register(spec.name, get_candles=ccxt.get_candles, replace=True)
         return PreparedExchange(spec.name, ccxt.close)
     if spec.kind == CSV:
+        from .exchanges.files import CandleFileExchange
+
         files = CandleFileExchange(spec.argument or "")
         fetch: GetCandles = files.get_candles
         register(spec.name, get_candles=timed(fetch, on_request) if on_request else fetch, replace=True)
