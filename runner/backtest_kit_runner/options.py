@@ -48,6 +48,7 @@ BUILTIN_STRATEGIES: tuple[str, ...] = (
     "a_long_tp1_sl1",
     "c_limit_sched",
     "d_sma_cross",
+    "g_risk_even_hours",
     "sma-cross",
     "momentum",
 )
