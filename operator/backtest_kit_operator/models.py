@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AliasGenerator,
@@ -26,9 +26,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from backtest_kit.candles import FRAME_INTERVALS
-from backtest_kit.grid import Grid, GridError, grid_from, member_label, shards
-from backtest_kit.metrics import DEFAULT_METRIC, check_metric_name
+if TYPE_CHECKING:
+    from backtest_kit.grid import Grid
+
+    GridOrNone = Grid | None
+else:
+    # The engine's tables and grid rules are imported where a Walker spec is parsed, not here:
+    # importing ``backtest_kit`` loads the whole engine (numpy included), which an operator that
+    # only serves LiveTraders never needs. pydantic only sees the validator's result.
+    GridOrNone = Any
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -45,6 +51,8 @@ ReclaimPolicy = Literal["Retain", "Delete"]
 
 
 def _frame_interval(value: object) -> str:
+    from backtest_kit.candles import FRAME_INTERVALS
+
     if not isinstance(value, str) or value not in FRAME_INTERVALS:
         raise ValueError(f"unknown frame interval {value!r}; allowed: {', '.join(FRAME_INTERVALS)}")
     return value
@@ -52,8 +60,20 @@ def _frame_interval(value: object) -> str:
 
 #: What a frame may step by, and what a Walker may rank by: the engine's own tables, so a spec the
 #: operator accepts is one the runner accepts (the CRD enums are generated from the same tables).
+def _metric_name(value: object) -> str:
+    from backtest_kit.metrics import check_metric_name
+
+    return check_metric_name(value)
+
+
+def _default_metric() -> str:
+    from backtest_kit.metrics import DEFAULT_METRIC
+
+    return DEFAULT_METRIC
+
+
 Interval = Annotated[str, BeforeValidator(_frame_interval)]
-WalkerMetric = Annotated[str, BeforeValidator(check_metric_name)]
+WalkerMetric = Annotated[str, BeforeValidator(_metric_name)]
 
 
 class SpecError(ValueError):
@@ -187,6 +207,8 @@ class WalkerEntry:
 
 def _grid(value: object) -> object:
     """``spec.grid`` is expanded by the engine's grid rules (the runner's ``--grid`` uses them too)."""
+    from backtest_kit.grid import GridError, grid_from
+
     if value is None:
         return None
     try:
@@ -203,11 +225,11 @@ class WalkerSpec(SpecModel):
     exchange: Exchange
     frame: Frame
     strategies: tuple[WalkerStrategy, ...] = Field(min_length=1, max_length=128)
-    grid: Annotated[Grid | None, BeforeValidator(_grid)] = None
+    grid: Annotated[GridOrNone, BeforeValidator(_grid)] = None
     """Every combination of these parameter values of the one ``strategies`` entry (whose
     ``parameters`` are the fixed ones) is one member; the Job's indices split the members."""
     module: StrategyModule | None = None
-    metric: WalkerMetric = DEFAULT_METRIC
+    metric: WalkerMetric = Field(default_factory=_default_metric)
     parallelism: int = Field(2, ge=1, le=64)
     runner: Runner = Runner.model_validate({})
 
@@ -222,6 +244,8 @@ class WalkerSpec(SpecModel):
     @property
     def entries(self) -> tuple[WalkerEntry, ...]:
         """What the Walker ranks, in order: its strategies, or its grid's members."""
+        from backtest_kit.grid import member_label
+
         if self.grid is None:
             return tuple(WalkerEntry(s.effective_label, s.name, dict(s.parameters)) for s in self.strategies)
         (base,) = self.strategies
@@ -245,6 +269,8 @@ class WalkerSpec(SpecModel):
 
     def shares(self) -> list[list[int]]:
         """The entry indices each Job index runs (one each without a grid)."""
+        from backtest_kit.grid import shards
+
         count = len(self.entries)
         parts = self.task_shards
         return [[i] for i in range(count)] if parts is None else shards(count, parts)

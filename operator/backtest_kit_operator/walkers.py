@@ -28,7 +28,6 @@ from .manifests import (
     walker_job_name,
 )
 from .models import SpecError, parse_walker_spec
-from .results import collect, summarize
 from .services import Services, status_delta
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,8 @@ async def sync(svc: Services, walker: Mapping[str, Any]) -> dict[str, Any]:
     """Recompute and write the Walker status (and the report when finished); returns the status."""
     meta = walker["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    from .results import collect, summarize  # ranks with the engine's rule: loads the engine
+
     spec = parse_walker_spec(walker.get("spec") or {})
     async with svc.lock(KIND, namespace, name):
         current = dict(walker.get("status") or {})
