@@ -11,6 +11,7 @@ every decision is the lifecycle's. Each run keeps its own :class:`~backtest_kit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,6 +32,36 @@ from .registry import FrameSchema, Registry
 from .reports import RunRecord
 from .risks import RiskBook
 from .signals import SignalResult
+
+
+class _FewerCollections:
+    """While any backtest runs, the cyclic garbage collector runs less often.
+
+    A backtest keeps every result it makes, so the young generations fill with survivors and the
+    default threshold (700 allocations) collects them over and over: about 15 % of a year's run.
+    Nothing a backtest makes forms cycles that need prompt collection; the thresholds come back
+    when the last concurrent run ends.
+    """
+
+    THRESHOLDS = (50_000, 20, 100)
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.saved: tuple[int, int, int] = gc.get_threshold()
+
+    def __enter__(self) -> None:
+        if self.depth == 0:
+            self.saved = gc.get_threshold()
+            gc.set_threshold(*(max(a, b) for a, b in zip(self.saved, self.THRESHOLDS, strict=True)))
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            gc.set_threshold(*self.saved)
+
+
+_fewer_collections = _FewerCollections()
 
 
 def frame_ticks(frame: FrameSchema, now_ms: int | None = None) -> np.ndarray:
@@ -133,8 +164,9 @@ class BacktestMode:
         started = time.perf_counter()
         await self._bus.hook(inst.callback("on_init"), symbol)
         try:
-            async for result in self._walk(inst, feed, ticks, current):
-                yield result
+            with _fewer_collections:
+                async for result in self._walk(inst, feed, ticks, current):
+                    yield result
         except BaseException as exc:
             current.status = "done"
             if isinstance(exc, Exception):

@@ -84,10 +84,22 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+DAY_MS = 86_400_000
+_DAY_TEXT: dict[int, str] = {}  # "YYYY-MM-DDT" per day number: reports print many per day
+
+
 def iso(ms: int) -> str:
     """ISO-8601 with milliseconds and ``Z``, as the reference prints timestamps."""
-    dt = from_ms(ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    day, rest = divmod(int(ms), DAY_MS)
+    date = _DAY_TEXT.get(day)
+    if date is None:
+        date = from_ms(day * DAY_MS).strftime("%Y-%m-%dT")
+        if len(_DAY_TEXT) < 100_000:
+            _DAY_TEXT[day] = date
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, MINUTE_MS)
+    seconds, millis = divmod(rest, 1000)
+    return f"{date}{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def candle_vwap(candles: Sequence[Candle]) -> float:

@@ -313,7 +313,9 @@ class EventBus:
         """A tick result goes to ``signal`` and to the subject of its mode."""
         if self.signal:
             await self.signal.emit(result)
-        await (self.signal_backtest if result.backtest else self.signal_live).emit(result)
+        mode = self.signal_backtest if result.backtest else self.signal_live
+        if mode:  # most results of a backtest have no listener: skip the call
+            await mode.emit(result)
         return result
 
 

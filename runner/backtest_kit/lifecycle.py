@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, get_args
@@ -50,6 +49,8 @@ from .signals import (
     SignalResult,
     SignalRow,
     build,
+    new_id,
+    updated,
     validate_signal,
 )
 
@@ -304,7 +305,7 @@ class StrategyInstance:
         cost = dto.cost or cfg.position_entry_cost
         row = build(
             SignalRow,
-            id=dto.id or str(uuid.uuid4()),
+            id=dto.id or new_id(),
             symbol=self.symbol,
             strategy_name=self.strategy.name,
             exchange_name=self.client.name,
@@ -335,14 +336,15 @@ class StrategyInstance:
     def start_tracking(self, row: SignalRow, pending_at: int) -> SignalRow:
         """Item 6b.1: peak at the entry with 0, fall at the entry with the cost of entering."""
         po = row.price_open
-        return row.model_copy(
-            update={
+        return updated(
+            row,
+            {
                 "pending_at": pending_at,
                 "peak_price": po,
                 "peak_pnl": 0.0,
                 "fall_price": po,
                 "fall_pnl": self.pnl_at(row, po),
-            }
+            },
         )
 
     async def _risk_rejection(self, row: SignalRow, when_ms: int, price: float) -> RiskEvent | None:
@@ -391,7 +393,7 @@ class StrategyInstance:
                 persist="durable",
                 resume_after=when_ms,
             )
-        opened_row = self.start_tracking(row.model_copy(update={"is_scheduled": False}), when_ms)
+        opened_row = self.start_tracking(updated(row, {"is_scheduled": False}), when_ms)
         return Transition(
             state.evolve(scheduled=None, pending=opened_row, last_pending_id=opened_row.id),
             (self.opened_result(opened_row, when_ms, row.price_open),),
@@ -497,7 +499,7 @@ class StrategyInstance:
                 return await self._live_manage(state, row, when_ms, vwap)
             update = self.track_update(row, [vwap])
             if update:
-                row = row.model_copy(update=update)
+                row = updated(row, update)
             active = build(ActiveResult, signal=row, **self._meta(when_ms, vwap))
             # peak/drawdown bookkeeping: atomic (a crash keeps it) but not fsynced, since losing
             # the latest extreme to a power cut changes statistics, not positions
@@ -566,7 +568,7 @@ class StrategyInstance:
             if pc > 0 and pc > update.get("peak_pnl", row.peak_pnl):
                 update["peak_pnl"] = pc
         if update:
-            row = row.model_copy(update=update)
+            row = updated(row, update)
         reason = _CLOSE_REASONS[outcome.reason]
         return build(
             ClosedResult,
@@ -592,7 +594,7 @@ class StrategyInstance:
     def track(self, row: SignalRow, vwaps: np.ndarray | list[float]) -> SignalRow:
         """Item 6b.3 over the VWAPs of candles (or ticks) that did not close the signal."""
         update = self.track_update(row, vwaps)
-        return row.model_copy(update=update) if update else row
+        return updated(row, update) if update else row
 
     def track_update(self, row: SignalRow, vwaps: np.ndarray | list[float]) -> dict[str, float]:
         """The peak/fall fields that ``vwaps`` change (empty when none)."""
@@ -749,12 +751,12 @@ class StrategyInstance:
         if vw > row.peak_price if row.is_long else vw < row.peak_price:
             p = self.pnl_at(row, vw)
             if p > 0:
-                return row.model_copy(update={"peak_price": vw, "peak_pnl": p})
+                return updated(row, {"peak_price": vw, "peak_pnl": p})
         return row
 
     def _fall(self, row: SignalRow, vw: float) -> SignalRow:
         if vw < row.fall_price if row.is_long else vw > row.fall_price:
-            return row.model_copy(update={"fall_price": vw, "fall_pnl": self.pnl_at(row, vw)})
+            return updated(row, {"fall_price": vw, "fall_pnl": self.pnl_at(row, vw)})
         return row
 
     async def _ping(self, desk: PositionDesk, ts: int, vw: float, when: Any, sink: _Sink) -> None:
@@ -881,7 +883,8 @@ async def announce(bus: EventBus, step: Transition, record: RunRecord) -> None:
         await bus.risk.emit(event)
     for result in step.results:
         record.add(result)
-        await bus.result(result)
+        if bus.signal or bus.signal_backtest or bus.signal_live:
+            await bus.result(result)
     for notice in step.notices:
         if isinstance(notice, CommitEvent):
             await bus.strategy_commit.emit(notice)
@@ -892,7 +895,9 @@ async def announce(bus: EventBus, step: Transition, record: RunRecord) -> None:
 async def run_hooks(bus: EventBus, inst: StrategyInstance, step: Transition) -> None:
     """The strategy callbacks a transition asks for (after it is adopted and announced)."""
     for name, args in step.hooks:
-        await bus.hook(inst.callback(name), *args)
+        fn = inst.callback(name)
+        if fn is not None:
+            await bus.hook(fn, *args)
 
 
 def _progress_percent(row: SignalRow, kind: str, vw: float) -> float:

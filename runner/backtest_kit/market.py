@@ -365,6 +365,7 @@ class MinuteFeed:
 
     async def price_at(self, when_ms: int) -> float:
         """The tick price at ``when``: VWAP of the ``avg`` 1m candles that closed before it."""
-        i = self.index(when_ms) - 1
-        await self.ensure(i + 1)
+        i = (when_ms - self.base_ms) // MINUTE_MS - 1
+        if i >= self.loaded:
+            await self.ensure(i + 1)
         return float(self.vwap[i])
