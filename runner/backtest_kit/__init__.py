@@ -11,11 +11,11 @@ parametrised strategy is ``Walker.add_grid`` (or ``run_grid``, synchronous, rank
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .backtest import BacktestMode, BacktestRun
 from .candles import Candle
-from .clock import Clock, ReplayClock, WallClock
 from .config import EngineConfig
 from .context import get_average_price, get_candles, get_date, get_mode
 from .engine import Engine, default_engine, listener, mode_proxy, on_default_registry, use_engine
@@ -29,7 +29,6 @@ from .errors import (
     SignalValidationError,
     UnknownNameError,
 )
-from .eventlog import EventLog
 from .events import (
     CommitEvent,
     ControlEvent,
@@ -41,9 +40,6 @@ from .events import (
     RiskEvent,
 )
 from .grid import Grid, GridError, grid_from, member_label, parse_grid
-from .live import LiveMode
-from .notebook import BacktestResult, GridResult, run_backtest, run_grid
-from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
 from .position import (
     commit_average_buy,
     commit_breakeven,
@@ -62,7 +58,43 @@ from .position import (
 )
 from .registry import Registry
 from .signals import Entry, Partial, SignalDto, SignalRow
-from .walker import GridMember, WalkerMode
+
+if TYPE_CHECKING:
+    from .clock import Clock, ReplayClock, WallClock
+    from .eventlog import EventLog
+    from .live import LiveMode
+    from .notebook import BacktestResult, GridResult, run_backtest, run_grid
+    from .persistence import FilePersistence, MemoryPersistence, PersistenceAdapter
+    from .walker import GridMember, WalkerMode
+
+#: Names of modules a backtest does not need, imported on first use (``import backtest_kit``
+#: stays cheap for a script or a runner process that only backtests).
+_LAZY = {
+    "Clock": "clock",
+    "ReplayClock": "clock",
+    "WallClock": "clock",
+    "EventLog": "eventlog",
+    "LiveMode": "live",
+    "BacktestResult": "notebook",
+    "GridResult": "notebook",
+    "run_backtest": "notebook",
+    "run_grid": "notebook",
+    "FilePersistence": "persistence",
+    "MemoryPersistence": "persistence",
+    "PersistenceAdapter": "persistence",
+    "GridMember": "walker",
+    "WalkerMode": "walker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 Backtest: BacktestMode = mode_proxy(lambda engine: engine.backtest)
 Live: LiveMode = mode_proxy(lambda engine: engine.live)

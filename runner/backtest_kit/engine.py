@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from .backtest import BacktestMode
 from .candles import CandleArrays
 from .config import EngineConfig, merge_config
 from .events import EventBus, Subject, Unsubscribe
 from .examples import register_builtins
-from .live import LiveMode
 from .market import ExchangeClient
 from .registry import Registry
 from .risks import RiskBook
-from .walker import WalkerMode
+
+if TYPE_CHECKING:
+    from .live import LiveMode
+    from .walker import WalkerMode
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,12 +50,26 @@ class Engine:
         self.backtest = BacktestMode(
             registry=self.registry, risks=self.risks, bus=self.events, config=current
         )
-        self.live = LiveMode(registry=self.registry, risks=self.risks, bus=self.events, config=current)
-        self.walker = WalkerMode(
-            registry=self.registry, bus=self.events, backtests=self.backtest, config=current
-        )
         if builtins:
             register_builtins(self.registry)
+
+    # Live and Walker are made on first use: their modules (state files, clocks, process pools)
+    # cost start-up time a backtest does not need.
+    @functools.cached_property
+    def live(self) -> LiveMode:
+        from .live import LiveMode
+
+        return LiveMode(
+            registry=self.registry, risks=self.risks, bus=self.events, config=self._current_config
+        )
+
+    @functools.cached_property
+    def walker(self) -> WalkerMode:
+        from .walker import WalkerMode
+
+        return WalkerMode(
+            registry=self.registry, bus=self.events, backtests=self.backtest, config=self._current_config
+        )
 
     def _current_config(self) -> EngineConfig:
         return self.config

@@ -38,6 +38,9 @@ class RunRecord:
     stake: float = DEFAULT_STAKE
     #: Keep at most this many ended results (the oldest go first); ``None`` keeps all (backtests).
     max_rows: int | None = None
+    #: Counts changes, so statistics asked for twice without one in between are computed once.
+    version: int = 0
+    _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, result: AnyResult) -> None:
         """Keep ``result`` if it ends a signal (closed or cancelled); ignore the rest."""
@@ -47,6 +50,7 @@ class RunRecord:
             self.cancelled.append(result)
         else:
             return
+        self.version += 1
         self.ended.append(result)
         self.last_when = result.when
         cap = self.max_rows
@@ -56,12 +60,30 @@ class RunRecord:
             self.closed = self.closed[-cap:]
             self.cancelled = self.cancelled[-cap:]
 
+    def _memoized(self, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+        held = self._memo.get(name)
+        if held is not None and held[0] == key:
+            return held[1]
+        value = compute()
+        self._memo[name] = (key, value)
+        return value
+
     def stats(self) -> dict[str, Any]:
-        return compute_stats([trade_of(r) for r in self.closed])
+        stats: dict[str, Any] = self._memoized(
+            "stats", self.version, lambda: compute_stats([trade_of(r) for r in self.closed])
+        )
+        return dict(stats)  # the caller's to change
 
     def summary(self) -> Summary:
         """The numbers a trader reads first (see :mod:`.summary`)."""
-        return summarize(self.closed, frame=self.frame_info, stake=self.stake, cancelled=len(self.cancelled))
+        summary: Summary = self._memoized(
+            "summary",
+            (self.version, self.frame_info, self.stake),
+            lambda: summarize(
+                self.closed, frame=self.frame_info, stake=self.stake, cancelled=len(self.cancelled)
+            ),
+        )
+        return summary
 
     def signals(self) -> list[dict[str, Any]]:
         """The flattened rows (the parity ``signals.json`` shape, with ``id``), in emission order."""
