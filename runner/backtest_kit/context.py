@@ -8,9 +8,8 @@ closed at ``when``.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from .candles import Candle, from_ms
 from .errors import BacktestKitError
@@ -19,8 +18,7 @@ if TYPE_CHECKING:
     from .market import ExchangeClient, MinuteFeed
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionContext:
+class ExecutionContext(NamedTuple):
     symbol: str
     when_ms: int
     backtest: bool

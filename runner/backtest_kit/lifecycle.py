@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, cast, get_args
 
 import numpy as np
 
@@ -55,6 +55,9 @@ from .signals import (
 )
 
 log = logging.getLogger("backtest_kit")
+# the ufunc reductions themselves: np.max/np.min add a Python wrapper per call (a few per signal)
+_MAX = np.maximum.reduce
+_MIN = np.minimum.reduce
 _T = TypeVar("_T")
 _CLOSE_REASONS: dict[str, CloseReason] = {r: r for r in get_args(CloseReason)}
 _CANCEL_REASONS: dict[str, CancelReason] = {r: r for r in get_args(CancelReason)}
@@ -64,8 +67,7 @@ class SignalGenerationError(BacktestKitError):
     """``get_signal`` raised, timed out or returned something that is not a signal."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Where a watched signal ended: candle index/time, reason and price."""
 
     timestamp: int
@@ -82,9 +84,13 @@ class _Keep:
 KEEP = _Keep()
 
 
-@dataclass(frozen=True, slots=True)
-class SignalState:
-    """Everything one ``symbol:strategy`` remembers between ticks (and live persists)."""
+class SignalState(NamedTuple):
+    """Everything one ``symbol:strategy`` remembers between ticks (and live persists).
+
+    This and the other per-step values (:class:`Transition`, :class:`Outcome`) are named tuples:
+    immutable like frozen dataclasses, but made without a ``__setattr__`` call per field (a
+    backtest makes several per signal, a refusing strategy several per minute).
+    """
 
     pending: SignalRow | None = None
     scheduled: SignalRow | None = None
@@ -122,8 +128,7 @@ Hook = tuple[str, tuple[Any, ...]]
 Persist = Literal["none", "lazy", "durable"]
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """One step of the lifecycle, as values: the next state and everything the step produced.
 
     ``reserve`` is the risk slot to take (the signal's JSON) and ``release`` frees it; they are
@@ -497,7 +502,13 @@ class StrategyInstance:
                 return self.close(state, outcome)
             if self.manages:
                 return await self._live_manage(state, row, when_ms, vwap)
-            update = self.track_update(row, [vwap])
+            # one price can only move the peak or the fall if it lies beyond them (no numpy call)
+            beyond = (
+                (row.peak_price < vwap or vwap < row.fall_price)
+                if row.is_long
+                else (vwap < row.peak_price or row.fall_price < vwap)
+            )
+            update = self.track_update(row, [vwap]) if beyond else None
             if update:
                 row = updated(row, update)
             active = build(ActiveResult, signal=row, **self._meta(when_ms, vwap))
@@ -603,21 +614,21 @@ class StrategyInstance:
             return update
         po_eff = row.open_eff
         if row.is_long:
-            hi = float(np.max(vwaps))
+            hi = float(_MAX(vwaps))
             if hi - po_eff > 0 and hi > row.peak_price:
                 p = self.pnl_at(row, hi)
                 if p > 0:
                     update["peak_price"], update["peak_pnl"] = hi, p
-            lo = float(np.min(vwaps))
+            lo = float(_MIN(vwaps))
             if lo - po_eff < 0 and lo < row.fall_price:
                 update["fall_price"], update["fall_pnl"] = lo, self.pnl_at(row, lo)
         else:
-            lo = float(np.min(vwaps))
+            lo = float(_MIN(vwaps))
             if po_eff - lo > 0 and lo < row.peak_price:
                 p = self.pnl_at(row, lo)
                 if p > 0:
                     update["peak_price"], update["peak_pnl"] = lo, p
-            hi = float(np.max(vwaps))
+            hi = float(_MAX(vwaps))
             if po_eff - hi < 0 and hi > row.fall_price:
                 update["fall_price"], update["fall_pnl"] = hi, self.pnl_at(row, hi)
         return update
@@ -649,7 +660,7 @@ class StrategyInstance:
             else:
                 sl_hit = feed.high[chunk_start:chunk_stop] >= sl
                 hit = sl_hit | (vw <= tp)
-            k = int(np.argmax(hit)) if hit.size else 0
+            k = int(hit.argmax()) if hit.size else 0
             if hit.size and hit[k]:
                 idx = chunk_start + k
                 update = self.track_update(row, vw[:k])
@@ -844,7 +855,7 @@ class StrategyInstance:
             act = feed.high[s:last] >= row.price_open
         hit = rej | act
         if hit.size and hit.any():
-            k = int(np.argmax(hit))
+            k = int(hit.argmax())
             idx = s + k
             if rej[k]:
                 return "price_reject", feed.ts(idx), float(feed.vwap[idx])

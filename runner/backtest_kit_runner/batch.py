@@ -104,7 +104,7 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, payload: Mapping[str, Any], *, rows: str) -> None:
-    """``payload`` as JSON, its list ``rows`` one compact element per line, the rest indented.
+    """``payload`` as JSON, its ``rows`` (any iterable) one compact element per line, the rest indented.
 
     A year of signals is tens of thousands of rows: indenting every field of every row runs the
     pure-Python encoder, while one compact row per line keeps the C encoder and stays readable.
@@ -120,9 +120,13 @@ def write_json(path: Path, payload: Mapping[str, Any], *, rows: str) -> None:
             fh.write("{\n")
             for i, (key, value) in enumerate(items):
                 fh.write(f" {json.dumps(key)}: ")
-                if key == rows and isinstance(value, list):
-                    body = ",\n".join("  " + encode(row) for row in value)
-                    fh.write(f"[\n{body}\n ]" if value else "[]")
+                if key == rows and not isinstance(value, (str, bytes, Mapping)):
+                    # streamed: one row encoded and written at a time (a year is ~10 MB of rows)
+                    first = True
+                    for row in value:
+                        fh.write(("[\n  " if first else ",\n  ") + encode(row))
+                        first = False
+                    fh.write("[]" if first else "\n ]")
                 else:
                     fh.write(json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n "))
                 fh.write(",\n" if i < len(items) - 1 else "\n")
@@ -307,8 +311,10 @@ async def _write_backtest_files(options: BacktestOptions, result: dict[str, Any]
     if options.output is not None:
         write_result(options.output, result_message({"label": strategy, **result}), echo=False)
     if options.json_file is not None:
+        run = backtest_kit.Backtest.latest(symbol, strategy)
+        assert run is not None, "the backtest just ran"
         payload = {
-            "signals": backtest_kit.Backtest.get_signals(symbol, strategy),
+            "signals": (r.flat() for r in run.record.ended),  # Backtest.get_signals, streamed
             "stats": result["stats"],
             "summary": result["summary"],
             "asks": result["asks"],
