@@ -207,7 +207,10 @@ def prepare_exchange(
 
         files = CandleFileExchange(spec.argument or "")
         fetch: GetCandles = files.get_candles
-        register(spec.name, get_candles=timed(fetch, on_request) if on_request else fetch, replace=True)
+        if on_request is not None:  # a live trader times each request: the list path only
+            register(spec.name, get_candles=timed(fetch, on_request), replace=True)
+        else:  # batch runs take the columnar path too: the same candles without building lists
+            register(spec.name, get_candles=fetch, get_candle_arrays=files.get_candle_arrays, replace=True)
         return PreparedExchange(spec.name)
     known = sorted(registered())
     if spec.name not in known:

@@ -283,13 +283,17 @@ def _read_many(paths: Sequence[Path]) -> _Table:
     """The month files of one symbol as one table; ``where`` names the file and row."""
     tables = [_read(p) for p in paths]
     offsets = np.cumsum([0, *(len(t.ts) for t in tables)])
+    # ``where`` keeps only the names: the month tables themselves are freed once joined
+    places = [(t.path.name, t.where) for t in tables]
 
     def where(i: int) -> str:
         k = int(np.searchsorted(offsets, i, side="right")) - 1
-        return f"{tables[k].path.name} {tables[k].where(i - int(offsets[k]))}"
+        name, row = places[k]
+        return f"{name} {row(i - int(offsets[k]))}"
 
     ts = np.concatenate([t.ts for t in tables]) if tables else np.empty(0, dtype=np.int64)
     values = {name: np.concatenate([t.values[name] for t in tables]) for name in _COLUMNS[1:]}
+    del tables
     return _Table(paths[0].parent, ts, values, None, where)
 
 
@@ -480,13 +484,20 @@ def _build(table: _Table, rows: IntArray, symbol: str) -> CandleArrays:
         ts_ms = int(table.ts[row])
         return _FileProblem(path, f"{where(row)} ({iso(ts_ms)}) {why}", symbol=symbol, ts_ms=ts_ms)
 
-    ts = table.ts[rows]
-    cols = {name: table.values[name][rows] for name in _COLUMNS[1:]}
+    whole = len(rows) == len(table.ts) and (not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1))
+    # all rows, in order (one symbol per file): views, not copies, of a year of candles
+    ts = table.ts if whole else table.ts[rows]
+    cols = {name: table.values[name] if whole else table.values[name][rows] for name in _COLUMNS[1:]}
     _check_open_times(table, ts, symbol, bad_row)
     found = next(_value_problems(table, ts, cols, bad_row), None)
     if found is not None:
         raise problem(*found)
 
+    if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):  # already in order and unique: keep as is
+        arrays = CandleArrays(ts, *(np.ascontiguousarray(cols[name]) for name in _COLUMNS[1:]))
+        for col in arrays:
+            col.flags.writeable = False
+        return arrays
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
     dupe = _first(ts[1:] == ts[:-1])
