@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -148,3 +149,19 @@ async def test_a_backtest_episode_is_a_sequence_of_transitions_ending_flat() -> 
     assert actions in (["cancelled"], ["opened", "closed"])
     assert steps[-1].state.flat and steps[-1].resume_after is not None
     assert steps[-1].resume_after >= when
+
+
+async def test_the_built_in_risk_example_opens_in_even_hours_and_asks_each_minute_it_is_refused() -> None:
+    engine = bk.Engine()
+    refusals: list[bk.RiskEvent] = []
+    engine.events.risk.subscribe(refusals.append)
+    run = await engine.backtest.execute(SYM, strategy="g_risk_even_hours", exchange="synthetic", frame=DAY2)
+    opened = [r.signal.pending_at for r in run.record.closed]
+    assert opened and all(ts // 3_600_000 % 2 == 0 for ts in opened)
+    assert refusals and all(e.timestamp // 3_600_000 % 2 == 1 for e in refusals)
+    # a refusal rolls the throttle back: in an odd hour the strategy is asked every minute
+    times = [e.timestamp for e in refusals]
+    assert run.asks == len(refusals) + len(opened) and len(set(times)) == len(times)
+    assert sum(b - a == 60_000 for a, b in itertools.pairwise(times)) > len(times) * 0.9
+    plain = await engine.backtest.execute(SYM, strategy="a_long_tp1_sl1", exchange="synthetic", frame=DAY2)
+    assert plain.asks < run.asks
