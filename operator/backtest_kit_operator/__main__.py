@@ -10,6 +10,7 @@ kopf decorators read some of them (the timer interval) at import time.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -132,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One active operator: kopf pauses every peer below the highest priority (and all of them when
     # two share it), so each operator takes its start time as priority — the newest leads.
     priority = args.priority if args.priority is not None else int(time.time()) % 2**31
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # generations, so a collection walks only the objects the traders make (less time paused).
+    gc.freeze()
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,

@@ -30,6 +30,15 @@ class Services:
     _locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    _slots: asyncio.Semaphore | None = None
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """Bounds the passes running at once (``settings.parallel_reconciles``); taken after the
+        object's lock, so a pass waiting for a slot never holds one while waiting for a lock."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.parallel_reconciles)
+        return self._slots
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks[(kind, namespace, name)]

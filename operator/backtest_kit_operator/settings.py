@@ -63,6 +63,11 @@ class OperatorSettings(BaseModel):
     """``ttlSecondsAfterFinished`` of Walker Jobs (the Walker keeps its status and report)."""
     status_limit_bytes: int = Field(256 * 1024, ge=1024)
     """Most bytes read from a runner's ``/status``; a larger answer marks the runner misbehaving."""
+    parallel_reconciles: int = Field(16, ge=1)
+    """Most LiveTrader passes that run at once (each waits its turn otherwise). A burst of new
+    traders would otherwise run one pass per trader all at once: their requests in flight and
+    their transient memory add up to the operator's peak RSS, while the API calls go through a
+    few threads anyway. 16 keeps those threads and the runner polls busy."""
     state_access_mode: Literal["ReadWriteOnce", "ReadWriteOncePod"] = "ReadWriteOnce"
     """Access mode of the runner state PVCs. ``ReadWriteOncePod`` (CSI volumes, Kubernetes 1.29+)
     lets one pod only mount the volume, even on one node; the runner's writer lock already keeps a

@@ -146,11 +146,14 @@ async def control_token(svc: Services, trader: Mapping[str, Any], *, create: boo
     cached = svc.tokens.get(key)
     if cached:
         return cached
-    secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
-    if secret is None and create:
-        await svc.cluster.create_secret(build_control_secret(trader, secrets.token_urlsafe(32)))
+    token: str | None = None
+    if create:  # a new trader has none yet: one request instead of read, create, read back
+        fresh = secrets.token_urlsafe(32)
+        if await svc.cluster.create_secret(build_control_secret(trader, fresh)):
+            token = fresh
+    if token is None:
         secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
-    token = secret_token(secret) if secret is not None else None
+        token = secret_token(secret) if secret is not None else None
     if token:
         svc.tokens[key] = token
     return token
@@ -249,7 +252,7 @@ async def reconcile(svc: Services, trader: Mapping[str, Any], *, deleting: bool 
     """
     spec = parse_trader_spec(trader.get("spec") or {})
     meta = trader["metadata"]
-    async with svc.lock(KIND, meta["namespace"], meta["name"]):
+    async with svc.lock(KIND, meta["namespace"], meta["name"]), svc.slots:
         obs = await observe(svc, trader, spec, deleting=deleting)
         plan = plan_deletion(obs) if deleting else plan_trader(obs)
         failed = await execute(svc, trader, obs, plan)
