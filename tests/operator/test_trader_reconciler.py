@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import kopf
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from backtest_kit_operator import traders
 from backtest_kit_operator.cluster import Cluster
-from backtest_kit_operator.manifests import build_control_secret, runner_spec_hash
+from backtest_kit_operator.manifests import build_control_secret, runner_spec_hash, secret_token
 from backtest_kit_operator.metrics import OperatorMetrics
 from backtest_kit_operator.models import SpecError, parse_trader_spec
 from backtest_kit_operator.runnerclient import RunnerClient, RunnerUnreachable
@@ -25,6 +26,7 @@ class FakeCluster:
         self.pvc = pvc
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
+        self.secret_reads = 0
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.inspection if name.endswith("-inspect") else self.pod
@@ -38,10 +40,13 @@ class FakeCluster:
         return self.pod is None
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.secret_reads += 1
         return self.secrets.get(name)
 
     async def create_secret(self, body: dict[str, Any]) -> bool:
         self.calls.append(("create_secret", body["metadata"]["name"]))
+        if body["metadata"]["name"] in self.secrets:
+            return False  # the API server's 409 AlreadyExists
         self.secrets[body["metadata"]["name"]] = body
         return True
 
@@ -133,6 +138,23 @@ async def test_a_drain_pass_asks_the_runner_to_stop_and_a_finished_one_cleans_up
     assert cluster.calls[1:] == [("delete_pod", "p1"), ("delete_pvc", "btc-state"), ("delete_pod", "i1")]
 
 
+async def test_a_new_traders_control_token_is_created_in_one_call_and_not_read_back() -> None:
+    cluster = FakeCluster()
+    svc = services(cluster, FakeRunners(None))
+    await traders.reconcile(svc, trader())
+    assert cluster.secret_reads == 0
+    assert list(svc.tokens.values()) == [secret_token(cluster.secrets["btc-control"])]
+
+
+async def test_a_trader_whose_control_secret_exists_keeps_the_token_it_holds() -> None:
+    cluster = FakeCluster()
+    cluster.secrets["btc-control"] = build_control_secret(trader(), "s3cret")
+    svc = services(cluster, FakeRunners(None))
+    await traders.reconcile(svc, trader())
+    assert list(svc.tokens.values()) == ["s3cret"]
+    assert secret_token(cluster.secrets["btc-control"]) == "s3cret"
+
+
 async def test_the_stop_request_carries_the_traders_control_token() -> None:
     cluster = FakeCluster(pod(spec_hash=HASH))
     cluster.secrets["btc-control"] = build_control_secret(trader(), "s3cret")
@@ -184,3 +206,41 @@ def test_drains_in_progress_and_their_duration_are_exposed() -> None:
     metrics.drain_finished("ns/a", 12.0)
     assert metrics.registry.get_sample_value("backtest_kit_operator_drains_in_progress") == 1
     assert metrics.registry.get_sample_value("backtest_kit_operator_drain_duration_seconds_count") == 1
+
+
+class SlowRunners(FakeRunners):
+    """Answers after a pause and remembers how many status requests were in flight at once."""
+
+    def __init__(self, status: dict[str, Any] | None) -> None:
+        super().__init__(status)
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def status(self, address: str) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().status(address)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_no_more_passes_than_parallel_reconciles_run_at_once() -> None:
+    runners = SlowRunners(runner_status("running", None))
+    svc = services(FakeCluster(pod(spec_hash=HASH)), runners)
+    svc.settings = SETTINGS.model_copy(update={"parallel_reconciles": 3})
+    bodies = [trader() for _ in range(12)]
+    for i, body in enumerate(bodies):
+        body["metadata"]["name"] = f"t{i}"  # twelve traders: twelve locks, three slots
+    plans = await asyncio.gather(*(traders.reconcile(svc, body) for body in bodies))
+    assert runners.most_in_flight == 3
+    assert [p.status["phase"] for p in plans] == ["Running"] * 12
+
+
+def test_the_chart_value_of_parallel_reconciles_reaches_the_operator_environment() -> None:
+    from tests.chart.chart_support import objects, operator_container
+
+    for values, expected in (({}, "16"), ({"operatorSettings": {"parallelReconciles": 4}}, "4")):
+        env = {e["name"]: e.get("value") for e in operator_container(objects(values))["env"]}
+        assert env["BACKTEST_KIT_OPERATOR_PARALLEL_RECONCILES"] == expected
