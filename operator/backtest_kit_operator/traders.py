@@ -146,14 +146,15 @@ async def control_token(svc: Services, trader: Mapping[str, Any], *, create: boo
     cached = svc.tokens.get(key)
     if cached:
         return cached
-    token: str | None = None
-    if create:  # a new trader has none yet: one request instead of read, create, read back
+    secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
+    token = secret_token(secret) if secret is not None else None
+    if secret is None and create:
         fresh = secrets.token_urlsafe(32)
         if await svc.cluster.create_secret(build_control_secret(trader, fresh)):
-            token = fresh
-    if token is None:
-        secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
-        token = secret_token(secret) if secret is not None else None
+            token = fresh  # what was just stored: no need to read it back
+        else:  # created meanwhile by another pass or replica: theirs is the token
+            secret = await svc.cluster.get_secret(namespace, control_secret_name(name))
+            token = secret_token(secret) if secret is not None else None
     if token:
         svc.tokens[key] = token
     return token
