@@ -17,6 +17,10 @@ from .candles import MINUTE_MS
 from .errors import ConfigurationError, CorruptStateError
 from .persistence import PersistenceAdapter
 
+#: At maximum speed the replay hands the event loop a turn (controls, signals, other tasks) at
+#: least this often, not after every tick: a turn costs as much as an idle minute's decision.
+MAX_SPEED_TURN_S = 0.001
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -67,6 +71,8 @@ class ReplayClock:
             raise ConfigurationError(f"replay speed must be > 0 (or 'max'), got {speed}")
         self.start_ms = start_ms
         self.speed = speed
+        self._max_speed = math.isinf(speed)
+        self._turned_at = 0.0  # ``time.monotonic()`` of the last event-loop turn at maximum speed
         self.persistence = persistence
         self.wall = wall or WallClock()
         self._anchor_wall: int
@@ -113,7 +119,7 @@ class ReplayClock:
 
     @property
     def max_speed(self) -> bool:
-        return math.isinf(self.speed)
+        return self._max_speed
 
     def _store(self, *, durable: bool) -> None:
         if self.persistence is not None:
@@ -129,21 +135,24 @@ class ReplayClock:
             )
 
     def now_ms(self) -> int:
-        if self.max_speed:
+        if self._max_speed:
             return self._position
         return self.start_ms + int((self.wall.now_ms() - self._anchor_wall) * self.speed)
 
     async def sleep_until(self, ms: int) -> None:
-        if self.max_speed:
+        if self._max_speed:
             self._position = max(self._position, ms)
-            await asyncio.sleep(0)
+            now = time.monotonic()
+            if now - self._turned_at >= MAX_SPEED_TURN_S:
+                self._turned_at = now
+                await asyncio.sleep(0)
             return
         delay = (ms - self.now_ms()) / self.speed / 1000
         if delay > 0:
             await asyncio.sleep(delay)
 
     def advanced(self, when_ms: int) -> None:
-        if self.max_speed:
+        if self._max_speed:
             self._position = max(self._position, when_ms + MINUTE_MS)
             # Stored about once a second: after a crash the replay resumes from here and re-ticks
             # the minutes since, which changes nothing (live state records its last changed

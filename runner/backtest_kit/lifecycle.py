@@ -502,11 +502,14 @@ class StrategyInstance:
                 return self.close(state, outcome)
             if self.manages:
                 return await self._live_manage(state, row, when_ms, vwap)
-            # one price can only move the peak or the fall if it lies beyond them (no numpy call)
+            # one price moves the peak or the fall only beyond them and the entry (track_update's
+            # own conditions, checked here without its numpy calls on most minutes)
+            po_eff = row.open_eff
             beyond = (
-                (row.peak_price < vwap or vwap < row.fall_price)
+                (vwap - po_eff > 0 and vwap > row.peak_price) or (vwap - po_eff < 0 and vwap < row.fall_price)
                 if row.is_long
-                else (vwap < row.peak_price or row.fall_price < vwap)
+                else (po_eff - vwap > 0 and vwap < row.peak_price)
+                or (po_eff - vwap < 0 and vwap > row.fall_price)
             )
             update = self.track_update(row, [vwap]) if beyond else None
             if update:

@@ -75,6 +75,8 @@ class LiveSession:
     wiring: _Wiring | None = None  # while running: where the state is stored
     seen_ms: int | None = None  # the last minute watched: time never goes back past it
     seen_candles: dict[int, Candle] = field(default_factory=dict)  # what recent ticks acted on
+    seen_last: int = -1  # the newest minute ever added to ``seen_candles``
+    seen_ordered: bool = True  # no minute was added behind a newer one: its keys are in time order
     reported: set[int] = field(default_factory=set)  # candles already reported as refused or changed
     pending: dict[str, bool] = field(default_factory=dict)  # controls asked while not running
     totals: Totals = field(default_factory=lambda: Totals())  # counts and realised PnL (persisted)
@@ -82,6 +84,64 @@ class LiveSession:
     unsaved_ms: int | None = None  # the minute of a bookkeeping change not written yet
     saved_at: float = -math.inf  # ``time.monotonic()`` of the last record written
     ahead: _ReadAhead | None = None  # while replaying stored history at maximum speed
+
+
+class LiveStatus:
+    """One moment of a session's status, taken from its immutable values (rows, state and totals
+    are frozen, a session replaces them rather than changing them): cheap to take on every tick,
+    safe to render from another thread, and rendered (:meth:`to_json`) only when someone asks."""
+
+    __slots__ = (
+        "close_requested",
+        "data_errors",
+        "exchange",
+        "frozen",
+        "last_result",
+        "last_tick_ms",
+        "last_tick_wall_ms",
+        "paused",
+        "phase",
+        "state",
+        "stop_requested",
+        "strategy",
+        "symbol",
+        "tick_errors",
+        "ticks",
+        "totals",
+    )
+
+    def __init__(self, s: LiveSession) -> None:
+        self.phase = s.phase
+        self.symbol, self.strategy, self.exchange = s.symbol, s.strategy, s.exchange
+        self.state = s.state
+        self.last_tick_ms, self.last_tick_wall_ms = s.last_tick_ms, s.last_tick_wall_ms
+        self.ticks, self.tick_errors, self.data_errors = s.ticks, s.tick_errors, s.data_errors
+        self.totals = s.totals
+        self.frozen = s.frozen
+        self.stop_requested, self.paused, self.close_requested = s.stop_requested, s.paused, s.close_requested
+        self.last_result = s.last_result
+
+    def to_json(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "phase": self.phase,
+            "symbol": self.symbol,
+            "strategy": self.strategy,
+            "exchange": self.exchange,
+            "openSignal": state.pending.to_json() if state.pending else None,
+            "scheduledSignal": state.scheduled.to_json() if state.scheduled else None,
+            "lastTickAt": iso(self.last_tick_ms) if self.last_tick_ms is not None else None,
+            "lastTickWallAt": iso(self.last_tick_wall_ms) if self.last_tick_wall_ms is not None else None,
+            "ticks": self.ticks,
+            "tickErrors": self.tick_errors,
+            "dataErrors": self.data_errors,
+            **self.totals.to_json(),
+            "frozen": self.frozen,
+            "stopRequested": self.stop_requested,
+            "paused": self.paused,
+            "closeRequested": self.close_requested,
+            "lastResult": self.last_result,
+        }
 
 
 @dataclass
@@ -98,6 +158,9 @@ class _ReadAhead:
     since_ms: int = 0
     rows: list[Candle] = field(default_factory=list)
     retry_ms: int = 0  # a block that failed or was not proven: no new block before this minute
+    #: The block passes the anomaly band's quick test as a whole, so every window of it does
+    #: (a window's lowest close is no lower and its highest high no higher): none has an outlier.
+    banded: bool = False
 
     def serve(self, since_ms: int, count: int) -> list[Candle] | None:
         i = (since_ms - self.since_ms) // MINUTE_MS
@@ -310,16 +373,17 @@ class LiveMode:
         first = self._first_unwatched(session, when)
         since, count = first - n * MINUTE_MS, (when - first) // MINUTE_MS + n
         fetched = await self._read_ahead(session, wiring, since, count)
+        banded = fetched is not None and session.ahead is not None and session.ahead.banded
         if fetched is None:
             fetched = (await inst.client.fetch(inst.symbol, "1m", since, count)).to_candles()
-        candles, refused, fresh = self._checked(session, wiring, fetched, when)
+        candles, refused, fresh = self._checked(session, wiring, fetched, when, banded=banded)
         bad = {p.since_ms for p in refused}
         for problem in fresh:
             await self._bus.error.emit(problem)
         for k, minute in enumerate(range(first, when + 1, MINUTE_MS)):
             present = minute == when
             window = candles[k : k + n]
-            if (not present and session.state.flat) or any(c.timestamp in bad for c in window):
+            if (not present and session.state.flat) or (bad and any(c.timestamp in bad for c in window)):
                 # nothing to watch in the past (the present may ask); or a refused candle is in
                 # this minute's window: no decision is made on it, and time moves on
                 session.seen_ms = minute
@@ -366,6 +430,12 @@ class LiveMode:
             ahead.retry_ms = since + limit * MINUTE_MS
             return None
         ahead.since_ms, ahead.rows = since, arr.to_candles()
+        band = cfg.candle_anomaly_band_percent
+        up, down = 1 + band / 100, 1 - band / 100
+        ahead.banded = 0 < band <= 100 and (
+            float(arr.high.max()) <= float(arr.close.min()) * up
+            and float(arr.low.min()) >= float(arr.close.max()) * down
+        )
         return ahead.serve(since, count)
 
     def _first_unwatched(self, session: LiveSession, when: int) -> int:
@@ -381,7 +451,7 @@ class LiveMode:
         return max(watched, since) + MINUTE_MS
 
     def _checked(
-        self, session: LiveSession, wiring: _Wiring, candles: list[Candle], when: int
+        self, session: LiveSession, wiring: _Wiring, candles: list[Candle], when: int, *, banded: bool = False
     ) -> tuple[list[Candle], list[CandleProblem], list[CandleProblem]]:
         """Refuse candles far outside their neighbours; keep acting on what was already seen.
 
@@ -394,15 +464,20 @@ class LiveMode:
         """
         symbol = wiring.inst.symbol
         band = wiring.config.candle_anomaly_band_percent
-        refused = band_outliers(candles, band, symbol=symbol) if band > 0 else []
+        refused = band_outliers(candles, band, symbol=symbol) if band > 0 and not banded else []
         problems: list[CandleProblem] = list(refused)
         seen = session.seen_candles
         out: list[Candle] = []
         for c in candles:
-            before = seen.get(c.timestamp)
+            ts = c.timestamp
+            before = seen.get(ts)
             if before is None:
-                seen[c.timestamp] = c
-            elif before != c:  # the same minute, so this compares the values
+                seen[ts] = c
+                if ts > session.seen_last:
+                    session.seen_last = ts
+                else:
+                    session.seen_ordered = False
+            elif before is not c and before != c:  # the same minute, so this compares the values
                 problems.append(
                     CandleProblem(
                         "the candle changed after the engine acted on it; the values acted on are kept",
@@ -414,8 +489,7 @@ class LiveMode:
                 c = before
             out.append(c)
         horizon = when - 60 * MINUTE_MS  # a bounded memory of what was acted on and reported
-        for ts in [t for t in seen if t < horizon]:
-            del seen[ts]
+        _forget_before(session, horizon)
         if session.reported:
             session.reported = {t for t in session.reported if t >= horizon}
         fresh = [p for p in problems if p.since_ms not in session.reported]
@@ -645,27 +719,11 @@ class LiveMode:
 
     # ------------------------------------------------------------------ what happened
     def get_status(self, symbol: str, strategy: str) -> dict[str, Any]:
-        s = self._sessions.get((symbol, strategy)) or LiveSession(symbol, strategy)
-        state = s.state
-        return {
-            "phase": s.phase,
-            "symbol": symbol,
-            "strategy": strategy,
-            "exchange": s.exchange,
-            "openSignal": state.pending.to_json() if state.pending else None,
-            "scheduledSignal": state.scheduled.to_json() if state.scheduled else None,
-            "lastTickAt": iso(s.last_tick_ms) if s.last_tick_ms is not None else None,
-            "lastTickWallAt": iso(s.last_tick_wall_ms) if s.last_tick_wall_ms is not None else None,
-            "ticks": s.ticks,
-            "tickErrors": s.tick_errors,
-            "dataErrors": s.data_errors,
-            **s.totals.to_json(),
-            "frozen": s.frozen,
-            "stopRequested": s.stop_requested,
-            "paused": s.paused,
-            "closeRequested": s.close_requested,
-            "lastResult": s.last_result,
-        }
+        return self.status_view(symbol, strategy).to_json()
+
+    def status_view(self, symbol: str, strategy: str) -> LiveStatus:
+        """The session's status now, rendered only when read (``to_json`` is ``get_status``)."""
+        return LiveStatus(self._sessions.get((symbol, strategy)) or LiveSession(symbol, strategy))
 
     def _record(self, symbol: str, strategy: str) -> RunRecord:
         s = self._sessions.get((symbol, strategy))
@@ -756,6 +814,25 @@ class CandleProblem(CandleDataError):
         self.refused = refused
 
 
+def _forget_before(session: LiveSession, horizon: int) -> None:
+    """Drop the candles acted on before ``horizon``: from the front while they were inserted in
+    time order (every tick adds newer minutes), otherwise by a full pass that restores the order."""
+    seen = session.seen_candles
+    if session.seen_ordered:
+        stale = []
+        for ts in seen:
+            if ts >= horizon:
+                break
+            stale.append(ts)
+        for ts in stale:
+            del seen[ts]
+        return
+    session.seen_candles = {
+        ts: c for ts, c in sorted(seen.items(), key=lambda item: item[0]) if ts >= horizon
+    }
+    session.seen_ordered = True
+
+
 def band_outliers(
     candles: Sequence[Candle], band_percent: float, *, symbol: str, reach: int = 5
 ) -> list[CandleProblem]:
@@ -785,6 +862,10 @@ def band_outliers(
     return out
 
 
+#: The actions that change a trader's totals.
+_COUNTED = frozenset({"opened", "closed", "cancelled"})
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """What a trader did over its whole life: counts and realised PnL, kept in its live record."""
@@ -796,6 +877,11 @@ class Totals:
     realized_pnl_cost: float = 0.0
 
     def after(self, results: Sequence[Any]) -> Totals:
+        for r in results:
+            if r.action in _COUNTED:
+                break
+        else:
+            return self  # most minutes: nothing opened, closed or cancelled
         opened, closed, cancelled = self.opened, self.closed, self.cancelled
         pct, cost = self.realized_pnl_percentage, self.realized_pnl_cost
         for r in results:

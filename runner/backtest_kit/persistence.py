@@ -46,6 +46,7 @@ class StaleWriterError(PersistenceError):
 _HELD: dict[Path, tuple[Any, int]] = {}
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:\-/]+$")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
 @runtime_checkable
@@ -227,8 +228,11 @@ class FilePersistence:
         data = json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
         tmp = path.with_name(f".tmp-{os.urandom(6).hex()}-{path.name}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fd = os.open(tmp, _CREATE, 0o644)
+            except FileNotFoundError:  # the key's folder does not exist yet
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, _CREATE, 0o644)
             try:
                 view = memoryview(data)
                 while view:

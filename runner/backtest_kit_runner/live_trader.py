@@ -30,7 +30,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import backtest_kit
 from backtest_kit.candles import to_ms
@@ -131,10 +131,10 @@ class LiveTrader:
         self.finished = False
         self._tick_errors = 0
         self._unsubscribe: list[Callable[[], None]] = []
-        self._snapshot: Mapping[str, Any] = {}
         #: ``/status`` ``config`` for the strategy it was made for: the options never change, and
         #: rendering them on every tick cost more than the rest of a replayed minute.
         self._config_json: tuple[LoadedStrategy | None, Mapping[str, Any]] | None = None
+        self._snapshot = _Snapshot(self._own_status(), {})
 
     # -- before the first tick ------------------------------------------------------------------
 
@@ -205,8 +205,9 @@ class LiveTrader:
         """The engine restored the state: complete ``--events`` and show the restored signal."""
         if self.events is not None:
             self.events.append(last_result)
-        engine = self._engine_status()  # the engine marks the session running right after this
-        self.publish({**engine, "phase": "draining" if engine.get("stopRequested") else "running"})
+        engine = dict(self._engine_status())  # the engine marks the session running right after this
+        engine["phase"] = "draining" if engine.get("stopRequested") else "running"
+        self.publish(engine)
 
     def on_performance(self, event: Any) -> None:
         """Every live tick ends with a ``live_tick`` timing, whether it failed or not."""
@@ -214,17 +215,18 @@ class LiveTrader:
             return
         self.heartbeat.beat()
         self.metrics.record_performance(event)
-        engine = self._engine_status()
-        errors = int(engine.get("tickErrors", 0))
-        self.metrics.record_tick_errors(errors - self._tick_errors)
-        self._tick_errors = errors
+        view = self._engine_view()  # rendered only when /status is read
+        errors = view.tick_errors
+        if errors != self._tick_errors:
+            self.metrics.record_tick_errors(errors - self._tick_errors)
+            self._tick_errors = errors
         # the engine keeps the totals in the trader's own durable record (restored on a restart)
-        self.metrics.set_realized_pnl_percent(float(engine.get("realizedPnlPercentage", 0.0)))
-        self.metrics.set_frozen(bool(engine.get("frozen")))
-        if self.draining and not engine.get("stopRequested", True):
+        self.metrics.set_realized_pnl_percent(view.totals.realized_pnl_percentage)
+        self.metrics.set_frozen(bool(view.frozen))
+        if self.draining and not view.stop_requested:
             # a drain asked for before Live.run had started its session: ask again
             backtest_kit.Live.request_stop(self.options.symbol, self.options.strategy)
-        self.publish(engine)
+        self.publish(view)
 
     def on_error(self, error: BaseException) -> None:
         log.warning("engine error: %s", error)
@@ -250,40 +252,37 @@ class LiveTrader:
     def _engine_status(self) -> Mapping[str, Any]:
         return backtest_kit.Live.get_status(self.options.symbol, self.options.strategy)
 
-    def publish(self, engine: Mapping[str, Any] | None = None) -> None:
-        """Replace the status snapshot ``GET /status`` serves (called on the trader's loop only)."""
-        self._snapshot = self.current_status(self._engine_status() if engine is None else engine)
+    def _engine_view(self) -> Any:
+        """The engine's status of this session as a view (its ``to_json`` is ``get_status``)."""
+        return backtest_kit.Live.status_view(self.options.symbol, self.options.strategy)
+
+    def publish(self, engine: Any = None) -> None:
+        """Replace the status snapshot ``GET /status`` serves (called on the trader's loop only).
+
+        ``engine`` is the engine's status or a view of it. The snapshot holds what this trader
+        shows of itself now and that status, and is rendered when ``/status`` first reads it: a
+        tick publishes without rendering anything.
+        """
+        self._snapshot = _Snapshot(self._own_status(), self._engine_view() if engine is None else engine)
 
     def status(self) -> Mapping[str, Any]:
         """``GET /status``, from the HTTP thread: the snapshot last published (never half written)."""
-        return self._snapshot
+        return self._snapshot.render()
 
     def current_status(self, engine: Mapping[str, Any]) -> Mapping[str, Any]:
         """The engine's view of the session (totals included) and the configuration."""
-        opts = self.options
-        phase = str(engine.get("phase", "idle"))
-        if self.draining and phase in ("idle", "running"):
-            phase = "done" if self.finished else "draining"
-        elif self.finished:
-            phase = "done"
-        return {
-            "phase": phase,
-            "symbol": opts.symbol,
-            "strategy": opts.strategy,
-            "exchange": self.exchange_name,
-            "openSignal": engine.get("openSignal"),
-            "scheduledSignal": engine.get("scheduledSignal"),
-            "lastTickAt": engine.get("lastTickAt"),
-            "ticks": engine.get("ticks", 0),
-            "tickErrors": engine.get("tickErrors", 0),
-            **{key: engine.get(key, 0) for key in TOTALS},
-            "ready": self.heartbeat.first_tick_done,
-            "frozen": engine.get("frozen"),
-            "paused": bool(engine.get("paused", False)),
-            "closeRequested": bool(engine.get("closeRequested", False)),
-            "stopReason": self.stop_reason,
-            "config": self._config(),
-        }
+        return self._own_status().render(engine)
+
+    def _own_status(self) -> _OwnStatus:
+        return _OwnStatus(
+            self.options,
+            self.exchange_name,
+            self.draining,
+            self.finished,
+            self.heartbeat.first_tick_done,
+            self.stop_reason,
+            self._config(),
+        )
 
     def _config(self) -> Mapping[str, Any]:
         cached = self._config_json
@@ -364,6 +363,66 @@ class LiveTrader:
         finally:
             if events is not None:
                 events.close()
+
+
+class _OwnStatus(NamedTuple):
+    """What ``/status`` shows of the trader itself, as it was when a snapshot was published."""
+
+    options: TraderOptions
+    exchange: str
+    draining: bool
+    finished: bool
+    ready: bool
+    stop_reason: str | None
+    config: Mapping[str, Any]
+
+    def render(self, engine: Mapping[str, Any]) -> dict[str, Any]:
+        """``/status``: the engine's status of the session (totals included) and the trader's."""
+        opts = self.options
+        phase = str(engine.get("phase", "idle"))
+        if self.draining and phase in ("idle", "running"):
+            phase = "done" if self.finished else "draining"
+        elif self.finished:
+            phase = "done"
+        return {
+            "phase": phase,
+            "symbol": opts.symbol,
+            "strategy": opts.strategy,
+            "exchange": self.exchange,
+            "openSignal": engine.get("openSignal"),
+            "scheduledSignal": engine.get("scheduledSignal"),
+            "lastTickAt": engine.get("lastTickAt"),
+            "ticks": engine.get("ticks", 0),
+            "tickErrors": engine.get("tickErrors", 0),
+            **{key: engine.get(key, 0) for key in TOTALS},
+            "ready": self.ready,
+            "frozen": engine.get("frozen"),
+            "paused": bool(engine.get("paused", False)),
+            "closeRequested": bool(engine.get("closeRequested", False)),
+            "stopReason": self.stop_reason,
+            "config": self.config,
+        }
+
+
+class _Snapshot:
+    """A published ``/status``, rendered once, when first read (from the HTTP thread): the
+    trader's fields and the engine's status, or a view of it that holds only immutable values."""
+
+    __slots__ = ("_engine", "_own", "_rendered")
+
+    def __init__(self, own: _OwnStatus, engine: Any) -> None:
+        self._own = own
+        self._engine = engine
+        self._rendered: Mapping[str, Any] | None = None
+
+    def render(self) -> Mapping[str, Any]:
+        rendered = self._rendered
+        if rendered is None:  # two readers at once render the same values twice: no harm
+            engine = self._engine
+            rendered = self._rendered = self._own.render(
+                engine if isinstance(engine, Mapping) else engine.to_json()
+            )
+        return rendered
 
 
 async def run_live(options: TraderOptions) -> int:

@@ -190,6 +190,16 @@ class RunnerMetrics:
         ).info({"version": __version__, "python": platform.python_version()})
         if process_metrics:
             ProcessCollector(registry=reg)
+        # values that change on most ticks are read when scraped, not written into the registry
+        # on every tick: the tick stores a plain value (one assignment), the gauge reads it
+        self._open: tuple[SignalRow, float] | None = None  # the open signal and the last price
+        self._last_tick_s = self._last_tick_wall_s = self._realized_pnl_value = 0.0
+        self._frozen_value = False
+        self._unrealized_pnl.set_function(self._unrealized_pnl_now)
+        self._last_tick.set_function(lambda: self._last_tick_s)
+        self._last_tick_wall.set_function(lambda: self._last_tick_wall_s)
+        self._realized_pnl.set_function(lambda: self._realized_pnl_value)
+        self._frozen.set_function(lambda: 1.0 if self._frozen_value else 0.0)
         self._base = base
         self._closed_by_reason: dict[str, Any] = {}
         self._cancelled_by_reason: dict[str, Any] = {}
@@ -200,7 +210,6 @@ class RunnerMetrics:
         for reason in CLOSE_REASONS:
             self._closed_child(reason)
         self._draining.set(0)
-        self._frozen.set(0)
 
     # -- engine events ------------------------------------------------------------------------
 
@@ -215,9 +224,9 @@ class RunnerMetrics:
                 child.set(1 if name == side else 0)
         price = getattr(result, "current_price", None)
         if side is None:
-            self._unrealized_pnl.set(0)
+            self._open = None
         elif isinstance(signal, SignalRow) and isinstance(price, int | float):
-            self._unrealized_pnl.set(unrealized_pnl_percent(signal, float(price), self._config()))
+            self._open = (signal, float(price))
         if action == "opened":
             self._opened.inc()
         elif action == "closed":
@@ -231,22 +240,29 @@ class RunnerMetrics:
             return
         self._ticks.inc()
         self._tick_duration.observe(max(0.0, float(event.duration_s)))
-        self._last_tick.set(event.timestamp / 1000)
-        self._last_tick_wall.set(self._wall_clock())
+        self._last_tick_s = event.timestamp / 1000
+        self._last_tick_wall_s = self._wall_clock()
 
     def record_tick_errors(self, count: int = 1) -> None:
         if count > 0:
             self._tick_errors.inc(count)
 
     def set_realized_pnl_percent(self, value: float) -> None:
-        self._realized_pnl.set(value)
+        self._realized_pnl_value = float(value)
 
     def set_draining(self, draining: bool) -> None:
         self._draining.set(1 if draining else 0)
 
     def set_frozen(self, frozen: bool) -> None:
         """Whether a quarantined or invalid state keeps new signals from opening."""
-        self._frozen.set(1 if frozen else 0)
+        self._frozen_value = frozen
+
+    def _unrealized_pnl_now(self) -> float:
+        """The open position's PnL at the last tick's price (0 while flat), when scraped."""
+        open_ = self._open
+        if open_ is None:
+            return 0.0
+        return unrealized_pnl_percent(open_[0], open_[1], self._config())
 
     # -- exchange adapter hook ----------------------------------------------------------------
 

@@ -86,11 +86,7 @@ def run_with_kills(
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
             restarts += 1
             if done_kills < kills:
-                try:
-                    proc.wait(timeout=rng.uniform(0.25, max_delay))
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                if _kill_at_random_moment(proc, events, rng, max_delay):
                     done_kills += 1
                     continue
             else:
@@ -102,6 +98,31 @@ def run_with_kills(
         # done: every kill made, or it reached --until before we killed it
         break
     return CrashRun(done_kills, restarts, read_events(events), read_state(state, strategy))
+
+
+def _kill_at_random_moment(
+    proc: subprocess.Popen[bytes], events: Path, rng: random.Random, max_delay: float
+) -> bool:
+    """SIGKILL ``proc`` after a random delay, or sooner once the events file has grown by a random
+    few lines (so a fast replay is still killed in the middle of its run); False if it ended first."""
+    deadline = time.monotonic() + rng.uniform(0.25, max_delay)
+    grown = _lines(events) + rng.randint(1, 8)
+    while time.monotonic() < deadline and _lines(events) < grown:
+        if proc.poll() is not None:
+            return False
+        time.sleep(rng.uniform(0, 0.01))
+    if proc.poll() is not None:
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def run_clean(

@@ -56,3 +56,48 @@ async def test_a_max_speed_replay_reads_a_day_per_request_and_decides_as_minute_
     minute_by_minute = await run("per_minute")
     assert requests["plain"] == 2 * 1440
     assert len(ahead) > 20 and ahead == minute_by_minute
+
+
+async def test_a_wick_inside_a_block_read_ahead_is_refused_and_reported_as_minute_by_minute() -> None:
+    market = SyntheticExchange()
+    bad_minute = START + 600 * MINUTE_MS  # a 50 % down wick: inside the anomaly factor, beyond the band
+    blocks: list[int] = []
+
+    def arrays(symbol: str, interval: str, since_ms: int, limit: int) -> CandleArrays:
+        blocks.append(limit)
+        a = market.candle_arrays(symbol, interval, since_ms, limit)
+        low = a.low.copy()
+        low[a.ts == bad_minute] *= 0.5
+        return CandleArrays(a.ts, a.open, a.high, low, a.close, a.volume)
+
+    async def candles(symbol: str, interval: str, since: datetime, limit: int) -> Sequence[Candle]:
+        rows = await market.get_candles(symbol, interval, since, limit)
+        return [c._replace(low=c.low * 0.5) if c.timestamp == bad_minute else c for c in rows]
+
+    e = bk.Engine()
+    e.registry.add_strategy("every_5m", interval="5m", get_signal=bk.examples.a_long_tp1_sl1)
+    e.registry.add_exchange("stored", get_candles=candles, get_candle_arrays=arrays)
+    e.registry.add_exchange("per_minute", get_candles=candles)
+    errors: list[str] = []
+    e.events.error.subscribe(lambda x: errors.append(str(x)))
+
+    async def run(exchange: str) -> list[dict[str, Any]]:
+        errors.clear()
+        rows = [
+            r.flat()
+            async for r in e.live.run(
+                SYM,
+                strategy="every_5m",
+                exchange=exchange,
+                clock=bk.ReplayClock(START, float("inf")),
+                persistence=bk.MemoryPersistence(),
+                until=START + 1440 * MINUTE_MS,
+            )
+        ]
+        return [{k: v for k, v in r.items() if k != "id"} for r in rows]
+
+    ahead, ahead_errors = await run("stored"), list(errors)
+    minute_by_minute = await run("per_minute")
+    assert len(blocks) <= 2  # the wick came inside a block read ahead (a day per request)
+    assert len([x for x in ahead_errors if "beyond" in x]) == 1
+    assert ahead == minute_by_minute and ahead_errors == errors
