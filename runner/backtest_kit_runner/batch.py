@@ -14,11 +14,13 @@ its share of them in one process over one prepared market and reports them all i
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -267,6 +269,22 @@ def _check_outputs(options: BacktestOptions) -> None:
         check_chart_path(options.chart)
 
 
+@contextlib.contextmanager
+def long_lived_results() -> Iterator[None]:
+    """A ``backtest`` process is one run whose results live until it exits: what it imported and
+    built is moved out of the collector's view (``gc.freeze``), the collector runs less often
+    during the run, and the results are frozen too before the files are made from them (a year
+    is tens of thousands of objects the collector would otherwise walk again and again)."""
+    gc.freeze()
+    saved = gc.get_threshold()
+    gc.set_threshold(max(saved[0], 50_000), max(saved[1], 20), max(saved[2], 100))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.freeze()
+
+
 async def run_backtest(options: BacktestOptions) -> int:
     """``backtest``: the report on stdout (unless --quiet); JSON, report, chart, result on request.
 
@@ -289,7 +307,8 @@ async def run_backtest(options: BacktestOptions) -> int:
     progress = BacktestProgress(sys.stderr.isatty() and not options.quiet)
     unsubscribe = [backtest_kit.listen_error(errors), backtest_kit.listen_progress_backtest(progress)]
     try:
-        result = await backtest_once(job, chart=options.chart)
+        with long_lived_results():
+            result = await backtest_once(job, chart=options.chart)
     finally:
         progress.interrupt()
         for off in unsubscribe:
