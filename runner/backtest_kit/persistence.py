@@ -23,6 +23,7 @@ import re
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -92,6 +93,9 @@ class FilePersistence:
         self.durable_writes: Counter[str] = Counter()
         self.write_seconds = 0.0
         self.durable_seconds = 0.0
+        #: Called before each durable record is put in place (after its own data is durable): what
+        #: must be durable before the record is, e.g. ``EventLog.sync`` for the lines written so far.
+        self.before_durable: list[Callable[[], None]] = []
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key.split("/"):
@@ -241,6 +245,9 @@ class FilePersistence:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if durable:
+                for barrier in self.before_durable:
+                    barrier()
             os.replace(tmp, path)
             if durable:
                 _fsync_dir(path.parent)

@@ -166,7 +166,10 @@ class LiveTrader:
         self.live_clock = self.clock(self.persistence)  # refuses a state dir holding another replay
         if opts.events is not None:
             try:
-                self.events = EventLog(opts.events)
+                # group commit: the lines are fsynced by a thread while the trader goes on, and
+                # each durable record waits for them before it is put in place
+                self.events = EventLog(opts.events, sync_behind=True)
+                self.persistence.before_durable.append(self.events.sync)
                 if self.events.problem:
                     log.error("%s", self.events.problem)
             except OSError as exc:

@@ -226,6 +226,40 @@ def test_an_events_file_with_a_line_that_is_not_a_result_is_moved_aside_not_a_cr
     assert again.problem is None and cut.read_text().count('"opened"') == 1
 
 
+def test_a_durable_record_replaces_the_old_one_only_after_its_barriers_and_never_if_one_fails(
+    tmp_path: Path,
+) -> None:
+    store = bk.FilePersistence(tmp_path)
+    store.init()
+    store.write("live/k", {"n": 1})
+    seen: list[Any] = []
+    store.before_durable.append(lambda: seen.append((store.read("live/k") or {})["n"]))
+    store.write("live/k", {"n": 2})
+    store.write("live/k", {"n": 3}, durable=False)  # bookkeeping waits for nothing
+    assert seen == [1] and (store.read("live/k") or {})["n"] == 3
+
+    def failing() -> None:
+        raise OSError(5, "Input/output error")
+
+    store.before_durable.append(failing)
+    with pytest.raises(bk.PersistenceError, match="previous state is kept"):
+        store.write("live/k", {"n": 4})
+    assert (store.read("live/k") or {})["n"] == 3 and not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_an_events_file_synced_behind_holds_every_line_once_when_sync_returns(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = bk.EventLog(path, sync_behind=True)
+    try:
+        for i in range(200):
+            log.append({"id": i, "action": "opened"})
+            log.append({"id": i, "action": "opened"})
+        log.sync()
+        assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == list(range(200))
+    finally:
+        log.close()
+
+
 def test_a_record_naming_another_trader_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / f"{state_key(SYM, 'a_long_tp1_sl1', 'synthetic')}.json"
     path.parent.mkdir(parents=True)
