@@ -29,7 +29,7 @@ from .config import EngineConfig
 from .errors import BacktestKitError, SignalValidationError
 from .events import CommitEvent, EventBus, PositionEvent, RiskEvent
 from .market import ExchangeClient, MinuteFeed
-from .pnl import Pnl, close_pnl
+from .pnl import Pnl
 from .position import FULL_PARTIAL_CLOSE, Commit, PositionDesk, commit_json
 from .registry import RiskSchema, StrategySchema
 from .reports import RunRecord
@@ -536,21 +536,13 @@ class StrategyInstance:
             price, slippage_percent=cfg.percent_slippage, fee_percent=cfg.percent_fee
         )
 
-    def _pnl(self, row: SignalRow, price: float) -> Pnl:
-        cfg = self.config
-        if row.partials:
+    def _pnl(self, row: SignalRow, price: float, pct: float | None = None) -> Pnl:
+        """Item 27 at ``price``; ``pct`` when the caller already has ``pnl_at(row, price)`` (the
+        same number: the peak and fall fields a close point updates do not enter it)."""
+        if pct is None:
             pct = self.pnl_at(row, price)
-            invested = row.invested
-            return Pnl(pct, row.open_eff, price, pct / 100 * invested, invested)
-        return close_pnl(
-            row.is_long,
-            row.open_eff,
-            price,
-            row.invested,
-            slippage_percent=cfg.percent_slippage,
-            fee_percent=cfg.percent_fee,
-            multiplier=row.multiplier,
-        )
+        invested = row.invested
+        return Pnl(pct, row.open_eff, price, pct / 100 * invested, invested)
 
     def _meta(self, when_ms: int, price: float) -> dict[str, Any]:
         return {
@@ -575,6 +567,7 @@ class StrategyInstance:
     def closed_result(self, row: SignalRow, outcome: Outcome) -> ClosedResult:
         """Item 6b.4 then item 27: record the close point, then the PnL at the exact price."""
         update: dict[str, float] = dict(outcome.tracking or {})
+        pc: float | None = None
         if outcome.record_excursion:
             pc = self.pnl_at(row, outcome.price)
             if pc < update.get("fall_pnl", row.fall_pnl):
@@ -590,7 +583,7 @@ class StrategyInstance:
             action="closed",
             close_reason=reason,
             close_timestamp=outcome.timestamp,
-            pnl=self._pnl(row, outcome.price),
+            pnl=self._pnl(row, outcome.price, pc),
             **self._meta(outcome.timestamp, outcome.price),
         )
 

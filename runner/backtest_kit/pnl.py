@@ -53,27 +53,6 @@ def pnl_percentage(
     return (raw - fee) * multiplier
 
 
-def close_pnl(
-    is_long: bool,
-    open_eff: float,
-    close: float,
-    cost: float,
-    *,
-    slippage_percent: float,
-    fee_percent: float,
-    multiplier: float,
-) -> Pnl:
-    pct = pnl_percentage(
-        is_long,
-        open_eff,
-        close,
-        slippage_percent=slippage_percent,
-        fee_percent=fee_percent,
-        multiplier=multiplier,
-    )
-    return Pnl(pct, open_eff, close, pct / 100 * cost, cost)
-
-
 # --------------------------------------------------------------------------- managed positions
 # Partial closes and several entries (docs/ENGINE.md section 9, POSITION.md items 8-10). The
 # arithmetic follows the reference operation for operation, so sums run left to right and the
