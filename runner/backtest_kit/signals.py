@@ -704,19 +704,23 @@ def build(cls: type[_M], /, **values: Any) -> _M:
     known = _DEFAULTS.get(cls)
     if known is None:  # (``model_fields`` is a computed property: read it once per class)
         fields = cls.model_fields
-        known = {name: f.default for name, f in fields.items() if not f.is_required()}, len(fields)
+        defaults = {name: f.default for name, f in fields.items() if not f.is_required()}
+        known = defaults, len(fields), set(fields)
         _DEFAULTS[cls] = known
-    defaults, count = known
+    defaults, count, every = known
     data = {**defaults, **values} if len(values) < count else values
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", data)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    # Every field is set (defaults filled in), and all objects of the class share one set: a
+    # set per object would be a third of a backtest's memory. Nothing mutates it in place
+    # (the models are frozen; pydantic's model_copy copies it before adding to it).
+    object.__setattr__(obj, "__pydantic_fields_set__", every)
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
 
 
-_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], int]] = {}
+_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], int, set[str]]] = {}
 
 
 def updated(model: _M, update: dict[str, Any]) -> _M:
@@ -724,7 +728,10 @@ def updated(model: _M, update: dict[str, Any]) -> _M:
     copy machinery (a backtest copies a row or two per signal). Not validated, like model_copy."""
     obj = model.__class__.__new__(model.__class__)
     object.__setattr__(obj, "__dict__", {**model.__dict__, **update})
-    object.__setattr__(obj, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    fields_set = model.__pydantic_fields_set__
+    if not update.keys() <= fields_set:  # (an engine-made model already has all: share its set)
+        fields_set = fields_set | update.keys()
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
