@@ -33,7 +33,7 @@ GRID64 = "fast=3..10 slow=20..55:5"
 
 
 def ours(grid: str, jobs: int) -> dict[str, Any]:
-    """One whole-process grid walk; its wall time, the best member and the member count."""
+    """One whole-process grid walk: its wall time, the member count, the best, each member's metric."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "walk.json"
         cmd = [sys.executable, "-m", "backtest_kit_runner", "walker", "--symbol", "SYNUSDT"]
@@ -45,7 +45,14 @@ def ours(grid: str, jobs: int) -> dict[str, Any]:
         data = json.loads(out.read_text(encoding="utf-8"))
     results = data["strategyResults"]
     trades = [r["stats"]["totalSignals"] for r in results]
-    return {"wall_s": wall, "members": len(results), "best": data["bestStrategy"], "trades": trades}
+    metrics = {r["strategyName"]: r["metricValue"] for r in results}
+    return {
+        "wall_s": wall,
+        "members": len(results),
+        "best": data["bestStrategy"],
+        "trades": trades,
+        "metrics": metrics,
+    }
 
 
 def peer(python: Path, script: Path) -> dict[str, Any]:
