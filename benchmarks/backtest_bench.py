@@ -36,17 +36,17 @@ BIN = Path(sys.executable).parent
 
 def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one fresh process."""
-    out = tempfile.TemporaryFile()
-    start = time.perf_counter()
-    proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err[-2000:]}")
-    out.seek(0)
-    return wall, usage.ru_maxrss / 1024, out.read().decode()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+        out.seek(0)
+        return wall, usage.ru_maxrss / 1024, out.read().decode()
 
 
 def backtest_argv(strategy: str, frame: str, json_path: Path, exchange: str = "synthetic") -> list[str]:
@@ -125,7 +125,9 @@ def write_two_years(folder: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--limit", type=Path, help="the peer's limit_a.py (its data/ beside it)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-scaling", action="store_true")
@@ -137,7 +139,9 @@ def main() -> None:
     out = tmp / "out.json"
 
     r = side_by_side(backtest_argv("a_long_tp1_sl1", YEAR, out), peer, args.runs)
-    print(f"1. strategy a, 365 days, `backtest --json`, whole process, {args.runs} alternating runs (medians):")
+    print(
+        f"1. strategy a, 365 days, `backtest --json`, whole process, {args.runs} alternating runs (medians):"
+    )
     print(f"   backtest-kit {r['wall']:.2f} s, peak RSS {r['rss']:.0f} MiB, {trades_in(out)} trades")
     if peer:
         print(f"   limit_a.py numpy {r['peer_wall']:.2f} s, peak RSS {r['peer_rss']:.0f} MiB")
