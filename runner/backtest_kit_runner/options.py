@@ -179,7 +179,7 @@ ReplaySpeed = Annotated[float, BeforeValidator(_replay_speed)]
 class Frame(BaseModel):
     """A backtest time range ``START..END`` (both ends inclusive), stepped by ``--frame-interval``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     start: UtcDatetime
     end: UtcDatetime
@@ -383,7 +383,7 @@ OPTIONS: dict[str, OptionSpec] = _specs(
 class RunnerOptions(BaseModel):
     """Common base: frozen, no unknown fields; ``SPECS`` are the table entries of its fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     COMMAND: ClassVar[str] = ""
     SPECS: ClassVar[tuple[OptionSpec, ...]] = ()
@@ -518,7 +518,7 @@ class WalkerOptions(_Backtested):
 class WalkerTask(BaseModel):
     """One entry of ``BACKTEST_KIT_TASKS``: a strategy (with parameters) the Walker compares."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     label: Name
     strategy: Name
