@@ -296,6 +296,17 @@ def all_usable(arr: CandleArrays) -> bool:
         )
 
 
+def anomaly_free(arr: CandleArrays, factor: float) -> bool:
+    """True when no window of ``arr`` can fail the price-anomaly check, whatever its length.
+
+    A window's reference (its median, or its mean when it is short) is at most its highest high,
+    so a lowest low at or above the highest high / ``factor`` clears every window. The margin
+    covers a mean rounded up past the highest value. Callers that serve many windows out of one
+    load (a backtest's history blocks, a replay's read-ahead) check the load once with this.
+    """
+    return len(arr) > 0 and float(arr.low.min()) * factor >= float(arr.high.max()) * (1 + 1e-9)
+
+
 def anomaly_reference(arr: CandleArrays, min_for_median: int) -> float:
     """The typical price of a load: the median of all its OHLC values, their mean when few.
 

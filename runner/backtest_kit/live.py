@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .candles import MINUTE_MS, Candle, iso
+from .candles import MINUTE_MS, Candle, anomaly_free, iso
 from .clock import Clock, WallClock
 from .config import EngineConfig
 from .errors import CandleDataError, ConfigurationError, CorruptStateError, PersistenceError
@@ -423,10 +423,8 @@ class LiveMode:
             arr = await inst.client.fetch(inst.symbol, "1m", since, limit)
         except Exception:
             arr = None  # this minute asks for its own candles: its request reports what is wrong
-        # every window passes the anomaly check its own request would make if even the lowest low
-        # is above the highest high / factor (a window's reference is at most its highest value)
-        factor = cfg.get_candles_price_anomaly_threshold_factor
-        if arr is None or not float(arr.low.min()) * factor >= float(arr.high.max()) * (1 + 1e-9):
+        # served only if every window passes the anomaly check its own request would make
+        if arr is None or not anomaly_free(arr, cfg.get_candles_price_anomaly_threshold_factor):
             ahead.retry_ms = since + limit * MINUTE_MS
             return None
         ahead.since_ms, ahead.rows = since, arr.to_candles()

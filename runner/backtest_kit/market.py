@@ -21,6 +21,7 @@ from .candles import (
     Candle,
     CandleArrays,
     all_usable,
+    anomaly_free,
     candle_arrays_checked,
     candle_vwap,
     from_ms,
@@ -164,31 +165,28 @@ class ExchangeClient:
 
     async def historical(self, symbol: str, interval: str, when_ms: int, limit: int) -> CandleArrays:
         """The ``limit`` candles that closed before ``when`` (never the one opening at it)."""
-        step = interval_ms(interval)
-        aligned = when_ms // step * step
-        since = aligned - limit * step
-        if self.backtest and limit > 0:
-            served = await self._from_block(symbol, interval, since, limit, step)
-            if served is not None:
-                return served
+        since, found = await self._history(symbol, interval, when_ms, limit)
+        if found is not None:
+            return found[1]
         return await self.fetch(symbol, interval, since, limit)
 
     async def historical_candles(self, symbol: str, interval: str, when_ms: int, limit: int) -> list[Candle]:
         """:meth:`historical` as a list of candles (what ``get_candles`` gives a strategy)."""
-        step = interval_ms(interval)
-        since = when_ms // step * step - limit * step
-        if self.backtest and limit > 0:
-            found = await self._block_for(symbol, interval, since, limit, step)
-            if found is not None:
-                return found[0].candles(since, limit)
+        since, found = await self._history(symbol, interval, when_ms, limit)
+        if found is not None:
+            return found[0].candles(since, limit)
         return (await self.fetch(symbol, interval, since, limit)).to_candles()
 
-    async def _from_block(
-        self, symbol: str, interval: str, since_ms: int, limit: int, step: int
-    ) -> CandleArrays | None:
-        """The request as a slice of a block, or None to fetch it on its own."""
-        found = await self._block_for(symbol, interval, since_ms, limit, step)
-        return found[1] if found is not None else None
+    async def _history(
+        self, symbol: str, interval: str, when_ms: int, limit: int
+    ) -> tuple[int, tuple[_Block, CandleArrays] | None]:
+        """The request's ``since`` (``limit`` steps before the step holding ``when``) and, in a
+        backtest, the block serving it with the request's slice (None: fetch it on its own)."""
+        step = interval_ms(interval)
+        since = when_ms // step * step - limit * step
+        if not self.backtest or limit <= 0:
+            return since, None
+        return since, await self._block_for(symbol, interval, since, limit, step)
 
     async def _block_for(
         self, symbol: str, interval: str, since_ms: int, limit: int, step: int
@@ -238,9 +236,7 @@ class ExchangeClient:
             self._block_cap[key] = n // 2
             return None
         factor = self.config.get_candles_price_anomaly_threshold_factor
-        # a slice's reference (median or mean) is at most its highest high, so when the lowest
-        # low of the block clears the highest high / factor, no slice can hold an anomaly
-        checked = all_usable(arr) and float(arr.low.min()) >= float(arr.high.max()) / factor
+        checked = all_usable(arr) and anomaly_free(arr, factor)
         block = _Block(since_ms, step, arr, checked)
         self._blocks[key] = block
         return block
