@@ -387,6 +387,13 @@ def validate_signal(
     """Check every rule of ENGINE.md item 17; raise one error listing all broken rules."""
     if _plainly_valid(dto, current_price, config):
         return
+    msgs = signal_problems(dto, current_price=current_price, config=config)
+    if msgs:
+        raise SignalValidationError(str(dto.position), symbol, msgs)
+
+
+def signal_problems(dto: SignalDto, *, current_price: float, config: EngineConfig) -> list[str]:
+    """Every rule of ENGINE.md item 17 that ``dto`` breaks, worded (empty: it may trade)."""
     pos = dto.position
     scheduled = dto.price_open is not None
     open_ = dto.price_open if scheduled else current_price
@@ -415,14 +422,14 @@ def validate_signal(
         for name, value in prices
         if _num(value) and value is not None and value > MAX_PRICE
     ]
-    if msgs:
-        raise SignalValidationError(str(pos), symbol, msgs)
+    return msgs
 
 
 def _plainly_valid(dto: SignalDto, price: float, config: EngineConfig) -> bool:
     """True for the common signal that passes every rule: a market order of floats, with no
     cost or multiplier of its own. Only a quick yes: anything else (or any doubt) goes through
-    the full check, which alone words the problems. Accepts nothing the full check refuses."""
+    the full check, which alone words the problems. It accepts nothing that
+    :func:`signal_problems` refuses (a test holds it to that)."""
     if dto.price_open is not None or dto.cost is not None or dto.multiplier is not None:
         return False
     tp, sl = dto.price_take_profit, dto.price_stop_loss
