@@ -272,16 +272,13 @@ def _check_outputs(options: BacktestOptions) -> None:
 @contextlib.contextmanager
 def long_lived_results() -> Iterator[None]:
     """A ``backtest`` process is one run whose results live until it exits: what it imported and
-    built is moved out of the collector's view (``gc.freeze``), the collector runs less often
-    during the run, and the results are frozen too before the files are made from them (a year
-    is tens of thousands of objects the collector would otherwise walk again and again)."""
+    built is moved out of the collector's view (``gc.freeze``), and so are the results before the
+    files are made from them (a year is tens of thousands of objects the collector would
+    otherwise walk again and again). During the walk itself the engine collects less often."""
     gc.freeze()
-    saved = gc.get_threshold()
-    gc.set_threshold(max(saved[0], 50_000), max(saved[1], 20), max(saved[2], 100))
     try:
         yield
     finally:
-        gc.set_threshold(*saved)
         gc.freeze()
 
 
