@@ -45,7 +45,7 @@ from grid_bench import FRAME, GRID64, ours  # noqa: E402
 from tests.e2e.conftest import (  # noqa: E402
     Cluster,
     OperatorProcess,
-    _real_cluster,
+    real_cluster,
     wait_for,
 )
 from tests.kubeapi.fixtures import start_kube_api  # noqa: E402
@@ -78,7 +78,7 @@ def grid_walker(name: str, parallelism: int) -> dict[str, Any]:
 def test_cluster(workdir: Path, kubeconfig: Path | None) -> Iterator[Cluster]:
     """The e2e suite's cluster: the test API server and the local kubelet, or a real cluster."""
     if kubeconfig is not None:
-        yield from _real_cluster(workdir, kubeconfig)
+        yield from real_cluster(workdir, kubeconfig)
         return
     api, stop_api = start_kube_api(workdir / "kube-api")
     api_client = api.api_client()

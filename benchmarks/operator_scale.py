@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kubernetes  # noqa: E402
-import yaml  # noqa: E402
+from tests.e2e.conftest import apply_crds  # noqa: E402
 from tests.kubeapi.audit import permission  # noqa: E402
 from tests.kubeapi.server import KubeAPIServer  # noqa: E402
 
@@ -292,22 +292,6 @@ class PodDriver:
 
 
 # The cluster: the test server here, or a real one -------------------------------------------------
-
-
-def apply_crds(api_client: Any) -> None:
-    """Create or replace the CRDs of ``crds/`` on a real cluster."""
-    ext = kubernetes.client.ApiextensionsV1Api(api_client)
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        try:
-            ext.create_custom_resource_definition(crd)
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = ext.read_custom_resource_definition(crd["metadata"]["name"])
-            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    time.sleep(2)
 
 
 def client_for(kubeconfig: Path, agent: str, pool: int = 16) -> Any:

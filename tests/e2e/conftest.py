@@ -134,7 +134,7 @@ class Cluster:
         self.core.create_namespaced_config_map(self.namespace, body)
 
 
-def _apply_crds(api_client: Any) -> None:
+def apply_crds(api_client: Any) -> None:
     ext = kubernetes.client.ApiextensionsV1Api(api_client)
     for path in sorted((REPO / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
@@ -156,7 +156,7 @@ def cluster(
     local_kubelet_factory: Callable[..., LocalKubelet],
 ) -> Iterator[Cluster]:
     if REAL_KUBECONFIG:
-        yield from _real_cluster(tmp_path, Path(REAL_KUBECONFIG))
+        yield from real_cluster(tmp_path, Path(REAL_KUBECONFIG))
         return
     api = kube_api_factory()
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -167,9 +167,9 @@ def cluster(
     api_client.close()
 
 
-def _real_cluster(tmp_path: Path, kubeconfig: Path) -> Iterator[Cluster]:
+def real_cluster(tmp_path: Path, kubeconfig: Path) -> Iterator[Cluster]:
     api_client = kubernetes.config.new_client_from_config(str(kubeconfig))
-    _apply_crds(api_client)
+    apply_crds(api_client)
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
     core = kubernetes.client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": namespace}})
