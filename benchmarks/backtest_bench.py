@@ -102,9 +102,9 @@ def write_two_years(folder: Path) -> str:
     shifted by its own length: prices stay realistic, the timestamps run on)."""
     import numpy as np
 
-    from backtest_kit.candles import CandleArrays
+    from backtest_kit.candles import CandleArrays, iso
     from backtest_kit.synthetic import N_CANDLES, T0_MS, market
-    from backtest_kit_runner.data import month_path, write_month
+    from backtest_kit_runner.data import month_path, months, write_month
 
     one = market()
     span = N_CANDLES * 60_000
@@ -112,15 +112,10 @@ def write_two_years(folder: Path) -> str:
         np.concatenate((one.ts, one.ts + span)),
         *(np.concatenate((col, col)) for col in (one.open, one.high, one.low, one.close, one.volume)),
     )
-    months: dict[Path, list[int]] = {}
-    for i, ts in enumerate(arrays.ts.tolist()):
-        months.setdefault(month_path(folder, "two-years", "SYNUSDT", int(ts)), []).append(i)
-    for path, idx in months.items():
-        a, b = idx[0], idx[-1] + 1
-        write_month(path, arrays.slice(a, b))
-    end_ms = T0_MS + 2 * span - 60_000
-    from backtest_kit.candles import iso
-
+    end_ms = int(arrays.ts[-1])
+    for first, last in months(int(arrays.ts[0]), end_ms):  # the download cache's layout
+        a, b = (int(i) for i in np.searchsorted(arrays.ts, (first, last), side="left"))
+        write_month(month_path(folder, "two-years", "SYNUSDT", first), arrays.slice(a, b + 1))
     return f"{iso(T0_MS + 60 * 60_000)}..{iso(end_ms - 24 * 3_600_000)}"
 
 
